@@ -1,0 +1,45 @@
+"""Goldilocks: curvature at initialisation and trainability of inhomogeneous networks.
+
+The torch-free parts (``architectures``, ``grid``, ``config``, ``io``, ``zone``) import
+in milliseconds, because the workflow needs them at every parse; everything else is
+loaded on first attribute access, so ``import goldilocks`` alone never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "build_model": "models",
+    "init_params": "models",
+    "forward": "models",
+    "count_params": "models",
+    "scale_params": "scaling",
+    "tempered_loss": "scaling",
+    "sparse_projection": "curvature",
+    "projected_hessian": "curvature",
+    "projected_jacobian": "curvature",
+    "gauss_newton": "curvature",
+    "matrix_metrics": "curvature",
+    "measure": "curvature",
+    "train": "training",
+    "TrainState": "training",
+    "prepare": "data",
+    "load_split": "data",
+    "goldilocks_zone": "zone",
+    "zone_bounds": "zone",
+    "figure_1": "figures",
+    "figure_2": "figures",
+    "depth": "architectures",
+    "output_exponent": "architectures",
+    "lr_factor": "grid",
+    "alpha_and_temperature": "grid",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"goldilocks.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'goldilocks' has no attribute {name!r}")

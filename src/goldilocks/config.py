@@ -1,0 +1,109 @@
+"""Config validation in two layers, torch-free (runs whenever Snakemake parses).
+
+1. The JSON schema (``workflow/schemas/config.schema.yaml``): types, enums, ranges,
+   required keys; its defaults are filled in.
+2. Semantic checks the schema cannot express: ``log10_min <= log10_max``, known
+   architecture/dataset pairs, the training switch, mirrors that exist.
+
+Every failure is one :class:`ConfigError` whose message names the key and the value.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+
+from goldilocks.architectures import PAPER_PAIRS
+
+DEFAULT_MIRRORS = ("/usr/share/datasets/fashion-mnist", "/usr/share/datasets/cifar10")
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line naming the key."""
+
+
+def _key(path) -> str:
+    parts = []
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else f".{p}")
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _fill_defaults(instance, schema: Mapping, root: Mapping) -> None:
+    if "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if not isinstance(instance, dict):
+        return
+    for name, sub in schema.get("properties", {}).items():
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if name in instance:
+            _fill_defaults(instance[name], sub, root)
+
+
+def _check_schema(config: dict, schema: Mapping) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        raise ConfigError(f"config key {_key([*error.absolute_path, extra[0]])}: unknown key")
+    if error.validator == "required":
+        raise ConfigError(f"config key {key}: {error.message}")
+    raise ConfigError(f"config key {key}: {error.instance!r} is invalid ({error.message})")
+
+
+def _check_semantics(config: Mapping) -> None:
+    for i, pair in enumerate(config["pairs"]):
+        combo = (pair["architecture"], pair["dataset"])
+        if pair["dataset"] != "synthetic" and combo not in PAPER_PAIRS:
+            known = ", ".join(f"{a}/{d}" for a, d in PAPER_PAIRS)
+            raise ConfigError(
+                f"config key pairs[{i}]: {combo[0]}/{combo[1]} is not a known pair "
+                f"(known: {known}, or any architecture with synthetic)"
+            )
+    for stage in ("curvature", "training"):
+        for name, grid in config[stage]["scales"].items():
+            if grid["log10_min"] > grid["log10_max"]:
+                raise ConfigError(
+                    f"config key {stage}.scales.{name}: log10_min {grid['log10_min']} "
+                    f"exceeds log10_max {grid['log10_max']}"
+                )
+            if grid["num"] > 1 and grid["log10_min"] == grid["log10_max"]:
+                raise ConfigError(
+                    f"config key {stage}.scales.{name}: num {grid['num']} points on an "
+                    f"empty range [{grid['log10_min']}, {grid['log10_max']}]"
+                )
+    tr = config["training"]
+    if tr["log_every"] > max(tr["epochs"], 1):
+        raise ConfigError(
+            f"config key training.log_every: {tr['log_every']} exceeds "
+            f"training.epochs {tr['epochs']}"
+        )
+    for mirror in config["data"]["mirrors"]:
+        if mirror not in DEFAULT_MIRRORS and not Path(mirror).is_dir():
+            raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")
+
+
+def check_config(config: dict, schema: Mapping) -> dict:
+    """Validate ``config`` in place against ``schema`` and the semantic rules.
+
+    Fills the schema's defaults, then checks. Returns the same dict.
+
+    Raises:
+        ConfigError: the first problem found, as one line naming the key.
+    """
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("config: empty; run from the repository root or pass --configfile")
+    _fill_defaults(config, schema, schema)
+    _check_schema(config, schema)
+    _check_semantics(config)
+    return config

@@ -1,0 +1,270 @@
+"""Curvature at initialisation: the projected Hessian and its Gauss-Newton split.
+
+Following Vysogorets et al. (``001_*``) and Fort & Scherlis (``002_*``), the Hessian ``H``
+of the mean tempered cross-entropy is measured on a random ``d``-dimensional subspace,
+``H_d = R^T H R``, with ``R`` a ``P x d`` sparse matrix with exactly orthonormal columns
+(:func:`sparse_projection`). ``H R`` is computed as ``d`` Hessian-vector products in the
+full parameter space; ``R`` is applied outside the derivative, never differentiated
+through. The Gauss-Newton term
+
+    G_d = (J R)^T (diag p - p p^T) (J R) / (N T^2)
+
+comes from ``d`` forward-mode JVPs of the raw logits (``J R`` does not depend on ``T``),
+and the rest is ``H_term = H_d - G_d``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+#: Forward-mode AD levels are process-global in torch: two threads inside
+#: ``torch.func.jvp`` at once fail ("forward AD level with an invalid index"). Jobs run as
+#: threads of one Snakemake process, so every forward-mode section holds this lock;
+#: reverse mode (the HVP loop) is thread-safe and runs concurrently.
+FORWARD_AD_LOCK = threading.Lock()
+
+METRICS = ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
+MATRICES = ("hessian", "gterm", "hterm")
+POSITIVE_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A sparse ``P x d`` matrix with orthonormal columns on disjoint supports.
+
+    Attributes:
+        index: ``(d, s)`` int64, the rows that column ``i`` touches.
+        value: ``(d, s)`` float64, ``+-1/sqrt(s)``.
+        n_params: ``P``.
+    """
+
+    index: Tensor
+    value: Tensor
+    n_params: int
+
+    @property
+    def dim(self) -> int:
+        return self.index.shape[0]
+
+    def dense(
+        self, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+    ) -> Tensor:
+        """``R^T`` as a dense ``(d, P)`` tensor (one row per column of ``R``)."""
+        rows = torch.zeros(self.dim, self.n_params, dtype=dtype, device=device)
+        rows.scatter_(1, self.index.to(device), self.value.to(device=device, dtype=dtype))
+        return rows
+
+    def apply_transpose(self, vectors: Tensor) -> Tensor:
+        """``R^T v`` for a batch of flat vectors ``(..., P) -> (..., d)``."""
+        idx = self.index.to(vectors.device)
+        val = self.value.to(device=vectors.device, dtype=vectors.dtype)
+        return (vectors[..., idx] * val).sum(-1)
+
+
+def sparse_projection(n_params: int, dim: int, generator: torch.Generator) -> Projection:
+    """Random sparse ``R`` with exactly orthonormal columns (SPEC section 4).
+
+    Column ``i`` has ``s = min(ceil(sqrt(P)), floor(P/d))`` non-zeros of random sign on a
+    support disjoint from every other column's, each ``1/sqrt(s)``; disjoint supports make
+    ``R^T R = I`` exactly, and ``R`` stays sparse.
+
+    Raises:
+        ValueError: if ``P < d``.
+    """
+    if n_params < dim:
+        raise ValueError(
+            f"curvature.subspace_dim: d = {dim} exceeds the parameter count P = {n_params}"
+        )
+    s = min(math.isqrt(n_params - 1) + 1, n_params // dim)
+    index = torch.randperm(n_params, generator=generator)[: dim * s].view(dim, s)
+    signs = torch.randint(0, 2, (dim, s), generator=generator, dtype=torch.float64) * 2 - 1
+    return Projection(index, signs / math.sqrt(s), n_params)
+
+
+def _flat(tensors) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat(vector: Tensor, params: dict[str, Tensor]) -> dict[str, Tensor]:
+    out, start = {}, 0
+    for name, p in params.items():
+        out[name] = vector[..., start : start + p.numel()].reshape(*vector.shape[:-1], *p.shape)
+        start += p.numel()
+    return out
+
+
+LossFn = Callable[[dict[str, Tensor]], Tensor]
+LogitFn = Callable[[dict[str, Tensor]], Tensor]
+
+
+def projected_hessian(
+    loss_fn: LossFn,
+    params: dict[str, Tensor],
+    projection: Projection,
+    method: str = "loop",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """``R^T H R`` as a ``(d, d)`` matrix, from ``d`` Hessian-vector products.
+
+    Args:
+        loss_fn: scalar loss as a function of the parameter dict.
+        params: point at which the Hessian is taken.
+        projection: ``R``.
+        method: ``"loop"`` (double-backward HVPs one column at a time, fastest on the
+            CPU) or ``"vmap"`` (``vmap(jvp(grad))`` over the columns, batched; suited to
+            GPUs). Both give the same matrix to round-off.
+        chunk_size: columns per ``vmap`` batch (``None``: all at once).
+    """
+    any_p = next(iter(params.values()))
+    rows = projection.dense(any_p.dtype, any_p.device)  # (d, P)
+    if method == "loop":
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        grads = torch.autograd.grad(loss_fn(leaves), list(leaves.values()), create_graph=True)
+        gflat = _flat(grads)  # (P,)
+        cols = []
+        for row in rows:
+            hv = torch.autograd.grad(
+                gflat, list(leaves.values()), grad_outputs=row, retain_graph=True
+            )
+            cols.append(projection.apply_transpose(_flat(hv)))
+        h = torch.stack(cols, dim=1)
+    elif method == "vmap":
+        detached = {k: v.detach() for k, v in params.items()}
+
+        def hvp(tangent: dict[str, Tensor]) -> Tensor:
+            _, out = torch.func.jvp(torch.func.grad(loss_fn), (detached,), (tangent,))
+            return projection.apply_transpose(_flat(out.values()))
+
+        with FORWARD_AD_LOCK:
+            h = torch.func.vmap(hvp, chunk_size=chunk_size)(_unflat(rows, detached)).T
+    else:
+        raise ValueError(f"curvature.hvp_method: unknown value {method!r}; choose loop or vmap")
+    return 0.5 * (h + h.T)
+
+
+def projected_jacobian(
+    logit_fn: LogitFn,
+    params: dict[str, Tensor],
+    projection: Projection,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """``J R``: the raw logits' directional derivatives, ``(d, N, K)``.
+
+    ``d`` forward-mode JVPs, batched with ``vmap`` (one batched forward pass; several
+    times faster than a loop of JVPs on the CPU).
+    """
+    any_p = next(iter(params.values()))
+    rows = projection.dense(any_p.dtype, any_p.device)
+    detached = {k: v.detach() for k, v in params.items()}
+
+    def jvp(tangent: dict[str, Tensor]) -> Tensor:
+        return torch.func.jvp(logit_fn, (detached,), (tangent,))[1]
+
+    with FORWARD_AD_LOCK:
+        return torch.func.vmap(jvp, chunk_size=chunk_size)(_unflat(rows, detached))
+
+
+def gauss_newton(jr: Tensor, logits: Tensor, temperature: float) -> Tensor:
+    """``G_d = (JR)^T (diag p - p p^T) (JR) / (N T^2)`` with ``p = softmax(z / T)``.
+
+    Args:
+        jr: ``(d, N, K)`` projected Jacobian of the raw logits.
+        logits: ``(N, K)`` raw logits ``z``.
+        temperature: ``T``.
+    """
+    n = logits.shape[0]
+    p = torch.softmax(logits.detach() / temperature, dim=-1)  # (N, K)
+    # J^T (diag p - p p^T) J = sum_k p_k (J_k - Jbar)(J_k - Jbar)^T with Jbar = sum_k p_k J_k:
+    # a p-weighted covariance, positive semi-definite by construction and free of the
+    # cancellation that the two-term form suffers when the softmax saturates.
+    centered = jr - torch.einsum("ink,nk->in", jr, p).unsqueeze(-1)  # (d, N, K)
+    g = torch.einsum("ink,nk,jnk->ij", centered, p, centered) / (n * temperature**2)
+    return 0.5 * (g + g.T)
+
+
+def matrix_metrics(matrix: Tensor) -> dict[str, float]:
+    """SPEC section 4 metrics of a symmetric matrix.
+
+    ``trace_ratio`` ``Tr/||.||_F``, ``frac_pos`` (eigenvalues above ``1e-12`` times the
+    largest ``|eigenvalue|``), ``eig_max``, ``eig_min``, ``spectral_norm``. The matrix is
+    cast to float64 and divided by its largest ``|entry|`` first, so entries too small to
+    square in float32 still give the right ratios; eigenvalues are scaled back. Non-finite
+    input gives NaN everywhere; an all-zero matrix gives NaN ratios and zero eigenvalues.
+    """
+    m = matrix.detach().to(torch.float64)
+    nan = dict.fromkeys(METRICS, math.nan)
+    if not torch.isfinite(m).all():
+        return nan
+    peak = m.abs().max().item()
+    if peak == 0.0:
+        return {**nan, "eig_max": 0.0, "eig_min": 0.0, "spectral_norm": 0.0}
+    eig = torch.linalg.eigvalsh(m / peak)
+    top = eig.abs().max().item()
+    return {
+        "trace_ratio": (eig.sum() / eig.square().sum().sqrt()).item(),
+        "frac_pos": (eig > POSITIVE_TOL * top).double().mean().item(),
+        "eig_max": eig.max().item() * peak,
+        "eig_min": eig.min().item() * peak,
+        "spectral_norm": top * peak,
+    }
+
+
+def measure(
+    model: torch.nn.Module,
+    params: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    temperature: float,
+    projection: Projection,
+    method: str = "loop",
+    chunk_size: int | None = None,
+) -> tuple[dict[str, float | bool], dict[str, float]]:
+    """Every curvature metric of one cell at ``params`` (already alpha-scaled).
+
+    Returns:
+        ``(row, layer_ratios)``: ``row`` holds ``loss``, ``accuracy``, ``logit_norm``
+        (``||Z0||_F / sqrt(N)`` of the logits the softmax sees, ``f / T``, as in
+        ``004_*``), ``grad_norm``, ``nonfinite`` and ``<m>_<metric>`` for ``m`` in
+        :data:`MATRICES`; ``layer_ratios`` maps each parameter tensor to the
+        weight-to-gradient ratio ``E[dW^2] / E[W^2]`` of ``003_*``.
+    """
+    from goldilocks.models import forward
+    from goldilocks.scaling import tempered_loss
+
+    def logit_fn(p: dict[str, Tensor]) -> Tensor:
+        return forward(model, p, x)
+
+    def loss_fn(p: dict[str, Tensor]) -> Tensor:
+        return tempered_loss(logit_fn(p), y, temperature)
+
+    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    logits = logit_fn(leaves)  # (N, K)
+    loss = tempered_loss(logits, y, temperature)
+    grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
+    logits = logits.detach()
+    row: dict[str, float | bool] = {
+        "loss": loss.item(),
+        "accuracy": (logits.argmax(-1) == y).double().mean().item(),
+        "logit_norm": (torch.linalg.norm(logits / temperature) / math.sqrt(len(y))).item(),
+        "grad_norm": torch.linalg.norm(_flat(grads.values())).item(),
+    }
+    ratios = {
+        name: (grads[name].double().square().mean() / params[name].double().square().mean()).item()
+        for name in params
+    }
+    hessian = projected_hessian(loss_fn, params, projection, method, chunk_size)
+    gterm = gauss_newton(projected_jacobian(logit_fn, params, projection), logits, temperature)
+    matrices = {"hessian": hessian, "gterm": gterm, "hterm": hessian - gterm}
+    finite = all(torch.isfinite(m).all() for m in matrices.values())
+    finite = finite and math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
+    row["nonfinite"] = not finite
+    for name, matrix in matrices.items():
+        for metric, value in matrix_metrics(matrix).items():
+            row[f"{name}_{metric}"] = value if finite else math.nan
+    return row, ratios

@@ -1,0 +1,211 @@
+"""Datasets as in-memory tensors: Fashion-MNIST, CIFAR-10 and a synthetic set (SPEC 8).
+
+The data stage reads each dataset once through torchvision's real dataset classes and
+saves it as one tensor file (:func:`save_prepared`): uint8 images ``(N, C, H, W)``,
+int64 labels and the per-channel mean and standard deviation of the training images.
+Later jobs load that file and normalise on the fly (:func:`load_split`): full-batch
+descent keeps the data as tensors on the device, with no DataLoader.
+
+Before any download, :func:`prepare` looks in mirror folders: for Fashion-MNIST a folder
+with the four IDX files (``.gz`` or not; Debian's ``dataset-fashion-mnist`` puts them in
+``/usr/share/datasets/fashion-mnist``), for CIFAR-10 a folder with
+``cifar-10-python.tar.gz`` or its extracted ``cifar-10-batches-py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tarfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from goldilocks.architectures import DATASET_SHAPES, DATASETS, check_choice
+
+FMNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR_FOLDER = "cifar-10-batches-py"
+SYNTHETIC_SIZES = (1024, 512)
+SYNTHETIC_SEED = 20250101
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is in no mirror folder and could not be downloaded.
+
+    A user-facing error: its message is one line, and job logs record it without a
+    traceback.
+    """
+
+    user_facing = True
+
+
+def _find_fmnist(mirror: Path) -> dict[str, Path] | None:
+    found = {}
+    for name in FMNIST_FILES:
+        for candidate in (mirror / name, mirror / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
+    """Decompress the mirror's IDX files into torchvision's ``raw`` folder."""
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, src in files.items():
+        dst = raw / name
+        if dst.exists():
+            continue
+        tmp = dst.with_suffix(".part")
+        opener = gzip.open if src.suffix == ".gz" else open
+        with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+        tmp.replace(dst)
+
+
+def _stage_cifar(mirror: Path, root: Path) -> bool:
+    if (mirror / CIFAR_FOLDER).is_dir():
+        if not (root / CIFAR_FOLDER).exists():
+            shutil.copytree(mirror / CIFAR_FOLDER, root / CIFAR_FOLDER)
+        return True
+    if (mirror / CIFAR_ARCHIVE).is_file():
+        with tarfile.open(mirror / CIFAR_ARCHIVE, "r:gz") as tar:
+            tar.extractall(root, filter="data")
+        return True
+    return False
+
+
+def _torchvision_splits(dataset: str, root: Path, download: bool, cifar_class=None):
+    from torchvision import datasets
+
+    if dataset == "fmnist":
+        cls = datasets.FashionMNIST
+    else:
+        cls = cifar_class or datasets.CIFAR10
+    return [cls(str(root), train=train, download=download) for train in (True, False)]
+
+
+def _as_tensors(split) -> tuple[Tensor, Tensor]:
+    data = split.data
+    images = torch.as_tensor(data)
+    if images.ndim == 3:  # (N, H, W) grayscale
+        images = images.unsqueeze(1)
+    else:  # (N, H, W, C) as in CIFAR-10
+        images = images.permute(0, 3, 1, 2).contiguous()
+    return images.to(torch.uint8), torch.as_tensor(split.targets, dtype=torch.int64)
+
+
+def synthetic() -> dict[str, Tensor]:
+    """A small deterministic 10-class image set shaped like Fashion-MNIST.
+
+    Each class is a random smooth prototype; samples are prototype plus noise, quantised
+    to uint8. Learnable (accuracy well above chance within tens of GD steps) but not
+    trivial; the same bytes on every machine.
+    """
+    (c, h, w), k = DATASET_SHAPES["synthetic"]
+    g = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    coarse = torch.rand(k, c, 7, 7, generator=g)
+    protos = torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bilinear", align_corners=False
+    )
+    out = {}
+    for split, n in zip(("train", "test"), SYNTHETIC_SIZES, strict=True):
+        labels = torch.arange(n) % k
+        labels = labels[torch.randperm(n, generator=g)]
+        noise = torch.randn(n, c, h, w, generator=g) * 0.35
+        images = ((protos[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
+        out[f"{split}_images"], out[f"{split}_labels"] = images, labels
+    return out
+
+
+def prepare(
+    dataset: str,
+    mirrors: list[str | Path],
+    root: str | Path,
+    download: bool = True,
+    cifar_class=None,
+) -> dict[str, Tensor]:
+    """Load ``dataset`` through torchvision, mirrors first, then (optionally) download.
+
+    Args:
+        dataset: ``fmnist``, ``cifar10`` or ``synthetic``.
+        mirrors: folders searched in order before any download.
+        root: torchvision's root folder (staging and downloads go there).
+        download: try torchvision's download when no mirror has the files.
+        cifar_class: a ``torchvision.datasets.CIFAR10`` subclass to use instead (tests
+            switch off the md5 checks for miniature archives this way).
+
+    Returns:
+        ``{train,test}_{images,labels}``, ``mean`` and ``std`` (per channel, of the
+        training images scaled to [0, 1]).
+
+    Raises:
+        DatasetUnavailable: with one line naming the folders searched and the files
+            expected there.
+    """
+    check_choice("dataset", dataset, DATASETS)
+    root = Path(root)
+    if dataset == "synthetic":
+        out = synthetic()
+    else:
+        staged = False
+        for mirror in map(Path, mirrors):
+            if dataset == "fmnist" and (files := _find_fmnist(mirror)):
+                _stage_fmnist(files, root / "FashionMNIST" / "raw")
+                staged = True
+            elif dataset == "cifar10":
+                staged = _stage_cifar(mirror, root)
+            if staged:
+                break
+        try:
+            splits = _torchvision_splits(dataset, root, download and not staged, cifar_class)
+        except Exception as err:  # torchvision raises RuntimeError or URLError
+            wanted = (
+                ", ".join(f"{f}.gz" for f in FMNIST_FILES)
+                if dataset == "fmnist"
+                else (f"{CIFAR_ARCHIVE} (or its extracted {CIFAR_FOLDER}/)")
+            )
+            searched = ", ".join(str(m) for m in mirrors) or "(none)"
+            first_line = str(err).splitlines()[0] if str(err) else ""
+            why = (
+                f"download failed ({type(err).__name__}: {first_line})"
+                if download
+                else ("data.download is false")
+            )
+            raise DatasetUnavailable(
+                f"{dataset}: not found in data.mirrors [{searched}] and {why}; "
+                f"put {wanted} into one of those folders"
+            ) from err
+        out = {}
+        for split, tv in zip(("train", "test"), splits, strict=True):
+            out[f"{split}_images"], out[f"{split}_labels"] = _as_tensors(tv)
+    scaled = out["train_images"].double() / 255.0
+    out["mean"] = scaled.mean(dim=(0, 2, 3)).float()
+    out["std"] = scaled.std(dim=(0, 2, 3)).float()
+    return out
+
+
+def load_split(
+    prepared: dict[str, Tensor],
+    split: str,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    indices: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Normalised images ``(N, C, H, W)`` and labels ``(N,)`` of one split."""
+    images, labels = prepared[f"{split}_images"], prepared[f"{split}_labels"]
+    if indices is not None:
+        images, labels = images[indices], labels[indices]
+    x = images.to(device=device, dtype=dtype) / 255.0
+    mean = prepared["mean"].to(device=device, dtype=dtype).view(1, -1, 1, 1)
+    std = prepared["std"].to(device=device, dtype=dtype).view(1, -1, 1, 1)
+    return (x - mean) / std, labels.to(device)

@@ -1,0 +1,291 @@
+"""Job entry points: what each Snakemake rule calls, and nothing scientific.
+
+Each function reads its inputs, calls the package, and writes its one output atomically
+(temporary name in the same folder, then ``os.replace``), so no reader ever sees a partial
+file under its final name. Jobs may run as threads of one Snakemake process
+(``--force-use-threads``, the local default) or as processes of their own (cluster), so
+they share nothing mutable: every random draw comes from a ``torch.Generator`` seeded
+from the cell's keys, and the only process-wide setting, torch's thread count, is made
+once by :func:`configure_torch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+
+from goldilocks.io import write_atomic, write_parquet_atomic
+
+_CONFIGURED = threading.Lock()
+_torch_ready = False
+
+
+def configure_torch(threads: int) -> None:
+    """Set torch's process-wide options once: thread count, no TF32 (SPEC 4-5)."""
+    global _torch_ready
+    with _CONFIGURED:
+        if _torch_ready:
+            return
+        if threads > 0:
+            torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        _torch_ready = True
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def dtype_of(name: str) -> torch.dtype:
+    """``float32`` or ``float64`` as a torch dtype."""
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def generator(seed: int, stream: str) -> torch.Generator:
+    """An independent CPU generator per (seed, purpose), e.g. ``(0, "params")``."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(stream.encode()))
+
+
+@contextlib.contextmanager
+def job_log(path: str | os.PathLike) -> Iterator[logging.Logger]:
+    """A logger that writes to this job's log file only (thread-safe, per job)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"goldilocks.job.{path}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield logger
+    except Exception as err:
+        if getattr(err, "user_facing", False):  # bad input: one line, no traceback
+            logger.error("job failed: %s", err)
+        else:
+            logger.exception("job failed")
+        raise
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` written atomically."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load(path: str | os.PathLike):
+    """Load a tensor file written by this package (tensors and plain containers only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def prepare_dataset(dataset: str, output: str, log: str, params: Mapping) -> None:
+    """Data stage: one dataset, all splits, into one tensor file."""
+    from goldilocks.data import prepare
+
+    with job_log(log) as logger:
+        start = time.perf_counter()
+        data = prepare(dataset, params["mirrors"], params["root"], params["download"])
+        sizes = {k: tuple(v.shape) for k, v in data.items()}
+        logger.info("prepared %s: %s in %.1f s", dataset, sizes, time.perf_counter() - start)
+        save_atomic(data, output)
+
+
+def init_cell(data_path: str, output: str, log: str, keys: Mapping, params: Mapping) -> None:
+    """Init stage: unscaled parameters, curvature batch and projection of one seed.
+
+    Everything the seed fixes is drawn here from per-purpose generators: the parameters
+    (float64, cast by consumers), the ``batch_size`` curvature samples, and ``R``. The
+    scaling is applied later by the consuming job (:func:`goldilocks.scaling.scale_params`).
+    """
+    from goldilocks.architectures import DATASET_SHAPES
+    from goldilocks.curvature import sparse_projection
+    from goldilocks.data import load_split
+    from goldilocks.models import build_model, count_params, init_params
+
+    with job_log(log) as logger:
+        seed = int(keys["seed"])
+        shape, classes = DATASET_SHAPES[keys["dataset"]]
+        model = build_model(keys["architecture"], keys["variant"], shape, classes)
+        theta = init_params(model, generator(seed, "params"))
+        data = load(data_path)
+        n_train = len(data["train_labels"])
+        batch = torch.randperm(n_train, generator=generator(seed, "batch"))[: params["batch_size"]]
+        x, y = load_split(data, "train", torch.float64, indices=batch)
+        proj = sparse_projection(
+            count_params(theta), params["subspace_dim"], generator(seed, "projection")
+        )
+        save_atomic(
+            {
+                "params": theta,
+                "batch_x": x,
+                "batch_y": y,
+                "batch_indices": batch,
+                "proj_index": proj.index,
+                "proj_value": proj.value,
+            },
+            output,
+        )
+        logger.info(
+            "init %s: P=%d, batch %s", dict(keys.items()), count_params(theta), tuple(x.shape)
+        )
+
+
+def curvature_cell(
+    init_path: str, output: str, log: str, keys: Mapping, params: Mapping, threads: int = 0
+) -> None:
+    """Curvature stage: SPEC section 4 metrics of one cell, one Parquet row."""
+    import pandas as pd
+
+    from goldilocks.architectures import DATASET_SHAPES, depth
+    from goldilocks.curvature import Projection, measure
+    from goldilocks.grid import alpha_and_temperature, canonical_scale
+    from goldilocks.models import build_model, count_params
+    from goldilocks.scaling import scale_params
+
+    configure_torch(threads)
+    with job_log(log) as logger:
+        start = time.perf_counter()
+        device, dtype = resolve_device(params["device"]), dtype_of(params["dtype"])
+        arch, dataset, variant = keys["architecture"], keys["dataset"], keys["variant"]
+        scale = canonical_scale(keys["scale"])
+        alpha, temperature = alpha_and_temperature(keys["scaling"], scale, arch, variant)
+        init = load(init_path)
+        shape, classes = DATASET_SHAPES[dataset]
+        model = build_model(arch, variant, shape, classes)
+        theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
+        theta = scale_params(theta, alpha)
+        x = init["batch_x"].to(device=device, dtype=dtype)
+        y = init["batch_y"].to(device)
+        proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
+        method = params["hvp_method"]
+        if method == "auto":
+            method = "vmap" if device.type == "cuda" else "loop"
+        row, ratios = measure(model, theta, x, y, temperature, proj, method)
+        d = depth(arch, variant)
+        record = {
+            "architecture": arch,
+            "dataset": dataset,
+            "variant": variant,
+            "scaling": keys["scaling"],
+            "scale": scale,
+            "alpha": alpha,
+            "temperature": temperature,
+            "seed": int(keys["seed"]),
+            "depth": d.depth,
+            "residual_depth": d.residual_depth,
+            "n_params": count_params(theta),
+            **row,
+            "dtype": params["dtype"],
+            "device": device.type,
+            **{f"layer_ratio.{k}": v for k, v in ratios.items()},
+        }
+        record["compute_seconds"] = time.perf_counter() - start
+        write_parquet_atomic(pd.DataFrame([record]), output)
+        logger.info(
+            "curvature %s: Tr/||H||_F=%.4g in %.2f s",
+            dict(keys.items()),
+            row["hessian_trace_ratio"],
+            record["compute_seconds"],
+        )
+
+
+def train_cell(
+    init_path: str,
+    data_path: str,
+    output: str,
+    log: str,
+    keys: Mapping,
+    params: Mapping,
+    threads: int = 0,
+) -> None:
+    """Training stage: full-batch GD of one cell, one Parquet row per logged epoch."""
+    import pandas as pd
+
+    from goldilocks.architectures import DATASET_SHAPES
+    from goldilocks.data import load_split
+    from goldilocks.grid import alpha_and_temperature, canonical_scale, lr_factor
+    from goldilocks.models import build_model
+    from goldilocks.scaling import scale_params
+    from goldilocks.training import TrainState, train
+
+    configure_torch(threads)
+    with job_log(log) as logger:
+        start = time.perf_counter()
+        device, dtype = resolve_device(params["device"]), dtype_of(params["dtype"])
+        arch, dataset, variant = keys["architecture"], keys["dataset"], keys["variant"]
+        seed, scaling = int(keys["seed"]), keys["scaling"]
+        scale, lr_base = canonical_scale(keys["scale"]), canonical_scale(keys["lr_base"])
+        alpha, temperature = alpha_and_temperature(scaling, scale, arch, variant)
+        lr = lr_base * lr_factor(scaling, scale, arch, variant, params["alpha_lr_rule"])
+        data = load(data_path)
+        subset = None
+        if params["train_subset"]:
+            n = len(data["train_labels"])
+            subset = torch.randperm(n, generator=generator(seed, "subset"))[
+                : params["train_subset"]
+            ]
+        test_subset = None
+        if params["test_subset"]:
+            n = len(data["test_labels"])
+            test_subset = torch.randperm(n, generator=generator(seed, "test"))[
+                : params["test_subset"]
+            ]
+        train_data = load_split(data, "train", dtype, device, subset)
+        test_data = load_split(data, "test", dtype, device, test_subset)
+        shape, classes = DATASET_SHAPES[dataset]
+        model = build_model(arch, variant, shape, classes)
+        theta = {k: v.to(device=device, dtype=dtype) for k, v in load(init_path)["params"].items()}
+        state = TrainState(scale_params(theta, alpha))
+        state = train(
+            model,
+            state,
+            train_data,
+            test_data,
+            temperature,
+            lr,
+            params["epochs"],
+            params["log_every"],
+            params["chunk_size"],
+        )
+        seconds = time.perf_counter() - start
+        frame = pd.DataFrame(state.rows)
+        meta = {
+            "architecture": arch,
+            "dataset": dataset,
+            "variant": variant,
+            "scaling": scaling,
+            "scale": scale,
+            "alpha": alpha,
+            "temperature": temperature,
+            "seed": seed,
+            "lr_base": lr_base,
+            "lr": lr,
+        }
+        for i, (k, v) in enumerate(meta.items()):
+            frame.insert(i, k, v)
+        frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")
+        frame["compute_seconds"] = seconds
+        write_parquet_atomic(frame, output)
+        last = state.rows[-1]
+        logger.info(
+            "train %s: lr=%.4g epoch %d train_acc=%.4f diverged=%s in %.1f s",
+            dict(keys.items()),
+            lr,
+            last["epoch"],
+            last["train_acc"],
+            last["diverged"],
+            seconds,
+        )

@@ -1,0 +1,230 @@
+"""The paper's networks in their five variants (SPEC section 3).
+
+Every model is an ``nn.Module`` used functionally: parameters live in a
+``dict[str, Tensor]`` and the forward pass is ``torch.func.functional_call`` (see
+:func:`forward`), so scaling, Hessian-vector products and training never write into the
+module. Variants:
+
+- ``homogeneous``: no biases, no normalisation, no skips; ``f(alpha theta) = alpha^L f(theta)``.
+- ``bias``: every layer has a bias drawn from ``U[-0.1, 0.1]``.
+- ``residual``: a branch ``h + W2 relu(W1 h)`` (LeNets: a bottleneck around the preceding
+  width; ResNet-4: its own block).
+- ``layernorm``: LayerNorm without affine parameters (eps 1e-5) on the pre-activation of
+  every weight layer except the head, and on a residual branch's output before the add.
+- ``combined``: all three.
+
+Weights are Kaiming-normal (fan-in, ReLU gain ``sqrt(2)``) for every weight layer,
+including the head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from goldilocks.architectures import ARCHITECTURES, VARIANTS, check_choice
+
+LN_EPS = 1e-5
+BIAS_RANGE = 0.1
+
+
+def _flags(variant: str) -> tuple[bool, bool, bool]:
+    """``(bias, residual, layernorm)`` switches of a variant."""
+    check_choice("variant", variant, VARIANTS)
+    combined = variant == "combined"
+    return (
+        combined or variant == "bias",
+        combined or variant == "residual",
+        combined or variant == "layernorm",
+    )
+
+
+def _norm(x: Tensor, enabled: bool) -> Tensor:
+    """LayerNorm over all non-batch dimensions ((C, H, W) for conv maps), no affine."""
+    return F.layer_norm(x, x.shape[1:], eps=LN_EPS) if enabled else x
+
+
+class _Net(nn.Module):
+    """Shared construction: variant switches and the residual flag."""
+
+    def __init__(self, variant: str) -> None:
+        super().__init__()
+        self.variant = variant
+        self.has_bias, self.has_skip, self.has_norm = _flags(variant)
+
+    def _linear(self, n_in: int, n_out: int) -> nn.Linear:
+        return nn.Linear(n_in, n_out, bias=self.has_bias)
+
+    def _conv(self, c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Conv2d:
+        return nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=self.has_bias)
+
+    def _layer(self, layer: nn.Module, x: Tensor) -> Tensor:
+        """Weight layer, LayerNorm (if any), ReLU."""
+        return F.relu(_norm(layer(x), self.has_norm))
+
+    def _branch(self, first: nn.Module, second: nn.Module, x: Tensor) -> Tensor:
+        """``x + LN(W2 relu(LN(W1 x)))``; without skip ``LN(W2 relu(LN(W1 x)))``."""
+        out = _norm(second(self._layer(first, x)), self.has_norm)
+        return x + out if self.has_skip else out
+
+
+class LeNet300100(_Net):
+    """LeNet-300-100: ``in-300-100-10``, ReLU.
+
+    ``residual``: ``in->300``, then ``h + W2 relu(W1 h)`` with ``W1: 300->100``,
+    ``W2: 100->300``, then ``300->10`` (L = 4, 𝓛 = 2).
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
+        widths: tuple[int, int] = (300, 100),
+    ) -> None:
+        super().__init__(variant)
+        wide, narrow = widths
+        self.fc1 = self._linear(math.prod(in_shape), wide)
+        if self.has_skip:
+            self.block1 = self._linear(wide, narrow)
+            self.block2 = self._linear(narrow, wide)
+            self.head = self._linear(wide, num_classes)
+        else:
+            self.fc2 = self._linear(wide, narrow)
+            self.head = self._linear(narrow, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self._layer(self.fc1, x.flatten(1))  # (N, 300)
+        if self.has_skip:
+            h = self._branch(self.block1, self.block2, h)  # (N, 300)
+        else:
+            h = self._layer(self.fc2, h)  # (N, 100)
+        return self.head(h)  # (N, K)
+
+
+class LeNet5(_Net):
+    """LeNet-5: conv5x5(6)-ReLU-avgpool2-conv5x5(16)-ReLU-avgpool2-120-84-10.
+
+    ``residual``: conv, conv, ``400->120``, then ``h + W2 relu(W1 h)`` with
+    ``W1: 120->84``, ``W2: 84->120``, then ``120->10`` (L = 6, 𝓛 = 2).
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
+        widths: tuple[int, int, int, int] = (6, 16, 120, 84),
+    ) -> None:
+        super().__init__(variant)
+        channels, height, width = in_shape
+        c1, c2, wide, narrow = widths
+        self.conv1 = self._conv(channels, c1, 5)
+        self.conv2 = self._conv(c1, c2, 5)
+        flat = c2 * (((height - 4) // 2 - 4) // 2) * (((width - 4) // 2 - 4) // 2)
+        self.fc1 = self._linear(flat, wide)
+        if self.has_skip:
+            self.block1 = self._linear(wide, narrow)
+            self.block2 = self._linear(narrow, wide)
+            self.head = self._linear(wide, num_classes)
+        else:
+            self.fc2 = self._linear(wide, narrow)
+            self.head = self._linear(narrow, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.avg_pool2d(self._layer(self.conv1, x), 2)  # (N, 6, 14, 14) for 32x32
+        h = F.avg_pool2d(self._layer(self.conv2, h), 2)  # (N, 16, 5, 5)
+        h = self._layer(self.fc1, h.flatten(1))  # (N, 120)
+        if self.has_skip:
+            h = self._branch(self.block1, self.block2, h)  # (N, 120)
+        else:
+            h = self._layer(self.fc2, h)  # (N, 84)
+        return self.head(h)  # (N, K)
+
+
+class ResNet4(_Net):
+    """ResNet-4: conv3x3 stem to 16 channels, one block of two 3x3 convs 16->16, global
+    average pooling, linear 16->K; padding 1, no striding (L = 4).
+
+    The skip ``y = x + W2 relu(W1 x)`` exists only in ``residual`` and ``combined``
+    (𝓛 = 2); the other variants run the same two convs without it.
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
+        width: int = 16,
+    ) -> None:
+        super().__init__(variant)
+        self.stem = self._conv(in_shape[0], width, 3, padding=1)
+        self.block1 = self._conv(width, width, 3, padding=1)
+        self.block2 = self._conv(width, width, 3, padding=1)
+        self.head = self._linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self._layer(self.stem, x)  # (N, 16, H, W)
+        h = self._branch(self.block1, self.block2, h)  # (N, 16, H, W)
+        return self.head(h.mean(dim=(2, 3)))  # (N, K)
+
+
+_CLASSES: dict[str, type[_Net]] = {
+    "lenet300100": LeNet300100,
+    "lenet5": LeNet5,
+    "resnet4": ResNet4,
+}
+
+
+def build_model(
+    architecture: str,
+    variant: str,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    **widths,
+) -> nn.Module:
+    """The module of ``architecture`` in ``variant``, on the meta device.
+
+    The module holds no data: parameters come from :func:`init_params` and are passed to
+    :func:`forward`. ``widths`` override the paper's layer widths (tests build tiny
+    models of every variant this way).
+    """
+    check_choice("architecture", architecture, ARCHITECTURES)
+    with torch.device("meta"):
+        model = _CLASSES[architecture](variant, tuple(in_shape), num_classes, **widths)
+    return model
+
+
+def init_params(
+    model: nn.Module, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> dict[str, Tensor]:
+    """Fresh initial parameters: Kaiming-normal weights, ``U[-0.1, 0.1]`` biases.
+
+    Drawn in the module's parameter order from ``generator`` alone, so the same seed gives
+    the same parameters in every process and at every dtype (drawn in float64, then cast).
+    """
+    params = {}
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            value = (
+                torch.rand(p.shape, generator=generator, dtype=torch.float64) * 2 - 1
+            ) * BIAS_RANGE
+        else:
+            fan_in = math.prod(p.shape[1:])
+            std = math.sqrt(2.0 / fan_in)
+            value = torch.randn(p.shape, generator=generator, dtype=torch.float64) * std
+        params[name] = value.to(dtype)
+    return params
+
+
+def forward(model: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Logits ``f_theta(x)`` of ``model`` at ``params``: ``(N, C, H, W) -> (N, K)``."""
+    return torch.func.functional_call(model, params, (x,))
+
+
+def count_params(params: dict[str, Tensor]) -> int:
+    """``P``: number of trainable scalars."""
+    return sum(p.numel() for p in params.values())

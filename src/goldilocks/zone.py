@@ -1,0 +1,62 @@
+"""The Goldilocks zone boundary (SPEC section 6), computed once for every consumer.
+
+Per architecture, dataset, variant and scaling: the contiguous interval of grid scales
+around the peak where the seed-mean ``Tr(H)/||H||_F`` is at least ``threshold`` times its
+maximum. No zone (NaN bounds) when the maximum is not positive. NaN means (saturated or
+overflowing cells) count as below the threshold, so they end the interval.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["architecture", "dataset", "variant", "scaling"]
+COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value"]
+
+
+def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Zone of one curve.
+
+    Args:
+        scales: grid scales, any order.
+        values: seed-mean ``Tr/||H||_F`` at those scales (NaN allowed).
+        threshold: fraction of the peak value that still counts as in the zone.
+
+    Returns:
+        ``lower``, ``upper``, ``peak_scale``, ``peak_value``; the bounds are NaN when
+        there is no zone, the peak NaN only when every value is NaN.
+    """
+    order = np.argsort(scales)
+    s, v = np.asarray(scales, float)[order], np.asarray(values, float)[order]
+    none = {"lower": math.nan, "upper": math.nan, "peak_scale": math.nan, "peak_value": math.nan}
+    if len(v) == 0 or np.all(np.isnan(v)):
+        return none
+    peak = int(np.nanargmax(v))
+    result = {**none, "peak_scale": float(s[peak]), "peak_value": float(v[peak])}
+    if not v[peak] > 0:
+        return result
+    inside = np.nan_to_num(v, nan=-np.inf) >= threshold * v[peak]
+    lo = peak
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    hi = peak
+    while hi < len(v) - 1 and inside[hi + 1]:
+        hi += 1
+    return {**result, "lower": float(s[lo]), "upper": float(s[hi])}
+
+
+def goldilocks_zone(curvature: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """One zone row per (architecture, dataset, variant, scaling) of ``curvature``."""
+    rows = []
+    for key, group in curvature.groupby(KEYS, sort=True):
+        mean = group.groupby("scale")["hessian_trace_ratio"].mean()
+        rows.append(
+            {
+                **dict(zip(KEYS, key, strict=True)),
+                **zone_bounds(mean.index.to_numpy(), mean.to_numpy(), threshold),
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
