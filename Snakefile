@@ -1,0 +1,23 @@
+# Goldilocks pipeline: data -> init -> curvature -> train -> aggregate -> figures.
+# Table of contents only; the stages live in workflow/rules/, the science in src/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/init.smk"
+include: "workflow/rules/curvature.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

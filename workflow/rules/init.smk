@@ -1,0 +1,16 @@
+# Init stage: one job per (architecture, dataset, variant, seed) with the unscaled
+# parameters, the curvature batch and the projection R. Scaling happens in the consumer.
+
+
+rule init:
+    input:
+        data=rules.data.output[0],
+    output:
+        "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt",
+    log:
+        "logs/init/{architecture}_{dataset}/{variant}/seed{seed}.log",
+    params:
+        batch_size=config["curvature"]["batch_size"],
+        subspace_dim=config["curvature"]["subspace_dim"],
+    run:
+        job("init_cell")(input.data, output[0], log[0], wildcards, params)
