@@ -1,0 +1,88 @@
+"""float32 against float64 curvature metrics at the extremes of the configured grids.
+
+For every variant and scaling of the config's first pair, at the smallest, middle and
+largest scale, compute the curvature metrics of one seed in both precisions from the
+same stored initialisation (``results/init``, built by the workflow) and print the
+differences side by side, with the time each precision took.
+
+    python benchmarks/precision.py [--config config.yaml] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from goldilocks.architectures import DATASET_SHAPES, depth  # noqa: E402
+from goldilocks.config import check_config  # noqa: E402
+from goldilocks.curvature import Projection, measure  # noqa: E402
+from goldilocks.grid import alpha_and_temperature, log_grid, scale_spec  # noqa: E402
+from goldilocks.jobs import load  # noqa: E402
+from goldilocks.models import build_model, count_params  # noqa: E402
+from goldilocks.scaling import scale_params  # noqa: E402
+
+
+def run(init, arch, dataset, variant, scaling, scale, dtype):
+    shape, classes = DATASET_SHAPES[dataset]
+    model = build_model(arch, variant, shape, classes)
+    alpha, temperature = alpha_and_temperature(scaling, scale, arch, variant)
+    theta = scale_params({k: v.to(dtype) for k, v in init["params"].items()}, alpha)
+    proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
+    start = time.perf_counter()
+    row, _ = measure(model, theta, init["batch_x"].to(dtype), init["batch_y"], temperature, proj)
+    return row, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "config.yaml"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = check_config(yaml.safe_load(Path(args.config).read_text()), schema)
+    pair = config["pairs"][0]
+    arch, dataset = pair["architecture"], pair["dataset"]
+    print(f"{arch}/{dataset} seed {args.seed}, torch threads {args.threads}")
+    print(
+        f"{'variant':12} {'scaling':12} {'scale':>9} | {'Tr/|H| f64':>10} {'f32':>10} {'|diff|':>8}"
+        f" | {'frac+ f64':>9} {'f32':>6} | {'G Tr/|G| diff':>13} | {'f64 s':>6} {'f32 s':>6}"
+    )
+    worst, t32, t64 = 0.0, 0.0, 0.0
+    for variant in config["variants"]:
+        init_path = ROOT / f"results/init/{arch}_{dataset}/{variant}/seed{args.seed}.pt"
+        init = load(init_path)
+        for scaling in config["curvature"]["scalings"]:
+            spec = scale_spec(config["curvature"]["scales"], scaling, variant)
+            grid = log_grid(spec, depth(arch, variant).depth)
+            for scale in (grid[0], grid[len(grid) // 2], grid[-1]):
+                r64, s64 = run(init, arch, dataset, variant, scaling, scale, torch.float64)
+                r32, s32 = run(init, arch, dataset, variant, scaling, scale, torch.float32)
+                t64, t32 = t64 + s64, t32 + s32
+                a, b = r64["hessian_trace_ratio"], r32["hessian_trace_ratio"]
+                diff = abs(a - b) if not (math.isnan(a) and math.isnan(b)) else 0.0
+                gdiff = abs(r64["gterm_trace_ratio"] - r32["gterm_trace_ratio"])
+                worst = max(worst, diff if not math.isnan(diff) else math.inf)
+                print(
+                    f"{variant:12} {scaling:12} {scale:9.3g} | {a:10.5f} {b:10.5f} {diff:8.1e}"
+                    f" | {r64['hessian_frac_pos']:9.2f} {r32['hessian_frac_pos']:6.2f} |"
+                    f" {gdiff:13.1e} | {s64:6.2f} {s32:6.2f}"
+                )
+    print(
+        f"worst |Tr/||H||_F difference|: {worst:.2e}; total time float64 {t64:.1f} s, "
+        f"float32 {t32:.1f} s, ratio {t64 / t32:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

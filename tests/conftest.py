@@ -1,0 +1,38 @@
+"""Shared tiny models, seeded batches and paths for the tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from goldilocks.architectures import VARIANTS  # noqa: E402
+from goldilocks.models import build_model, init_params  # noqa: E402
+
+#: Tiny versions of every architecture: (architecture, input shape, widths).
+TINY = {
+    "lenet300100": ((1, 3, 3), {"widths": (6, 4)}),
+    "lenet5": ((1, 16, 16), {"widths": (2, 3, 5, 4)}),
+    "resnet4": ((1, 4, 4), {"width": 3}),
+}
+
+
+def tiny_case(architecture: str, variant: str, n: int = 12, classes: int = 3, seed: int = 0):
+    """A tiny model of ``architecture``/``variant`` with float64 params and a batch."""
+    shape, widths = TINY[architecture]
+    model = build_model(architecture, variant, shape, classes, **widths)
+    params = init_params(model, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return model, params, x, y
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request) -> str:
+    return request.param

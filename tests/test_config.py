@@ -1,0 +1,75 @@
+"""Config validation: every bad value is refused with one line that names the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from goldilocks.config import ConfigError, check_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def _with(path: str, value):
+    config = copy.deepcopy(BASE)
+    node = config
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node[key]
+    last = keys[-1]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return config
+
+
+_DELETE = object()
+
+BAD = [
+    ("pairs.0.architecture", "vgg16", "pairs[0].architecture"),
+    ("pairs.0.dataset", "mnist", "pairs[0].dataset"),
+    ("variants", ["homogeneous", "batchnorm"], "variants[1]"),
+    ("variants", [], "variants"),
+    ("curvature.scalings", ["alpha", "sigma"], "curvature.scalings[1]"),
+    ("training.scalings", ["joint"], "training.scalings[0]"),
+    ("seeds", [-1], "seeds[0]"),
+    ("training.lr_base", [0.1, -0.5], "training.lr_base[1]"),
+    ("training.epochs", "many", "training.epochs"),
+    ("curvature.dtype", "float16", "curvature.dtype"),
+    ("curvature.scales.temperature.num", 0, "curvature.scales.temperature.num"),
+    ("curvature.scales.alpha.log10_min", 5, "curvature.scales.alpha"),
+    ("training.scales.temperature.extra", [-1.0], "training.scales.temperature.extra[0]"),
+    ("curvature.subspace_dm", 50, "curvature.subspace_dm"),
+    ("training.epochs", _DELETE, "training"),
+    ("device", "tpu", "device"),
+    ("data.mirrors", ["/no/such/folder"], "data.mirrors"),
+    ("pairs", [{"architecture": "lenet300100", "dataset": "cifar10"}], "pairs[0]"),
+    ("training.log_every", 1000, "training.log_every"),
+    ("figures.zone_threshold", 1.5, "figures.zone_threshold"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "key"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_one_line_naming_the_key(path, value, key):
+    with pytest.raises(ConfigError) as err:
+        check_config(_with(path, value), SCHEMA)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"config key {key}" in message
+
+
+def test_quick_default_is_valid_and_gets_defaults():
+    config = check_config(copy.deepcopy(BASE), SCHEMA)
+    assert config["curvature"]["batch_size"] == 128
+    assert config["data"]["download"] is True
+
+
+def test_paper_config_is_valid():
+    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+    merged = copy.deepcopy(BASE)
+    merged.update(paper)
+    check_config(merged, SCHEMA)

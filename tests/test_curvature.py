@@ -1,0 +1,159 @@
+"""The curvature engine against a dense float64 Hessian of tiny models of every variant."""
+
+import math
+
+import pytest
+import torch
+from conftest import TINY, tiny_case
+
+from goldilocks.curvature import (
+    gauss_newton,
+    matrix_metrics,
+    measure,
+    projected_hessian,
+    projected_jacobian,
+    sparse_projection,
+)
+from goldilocks.models import count_params, forward
+from goldilocks.scaling import tempered_loss
+
+
+def _flat_fn(fn, params):
+    names = list(params)
+    shapes = [params[k].shape for k in names]
+
+    def wrapped(flat):
+        out, start = {}, 0
+        for k, shape in zip(names, shapes, strict=True):
+            out[k] = flat[start : start + shape.numel()].view(shape)
+            start += shape.numel()
+        return fn(out)
+
+    return wrapped, torch.cat([params[k].reshape(-1) for k in names])
+
+
+def _dense_references(model, params, x, y, temperature):
+    """Dense H and G (P x P) by autograd.functional, the independent reference."""
+    loss_flat, flat = _flat_fn(
+        lambda p: tempered_loss(forward(model, p, x), y, temperature), params
+    )
+    logit_flat, _ = _flat_fn(lambda p: forward(model, p, x), params)
+    hessian = torch.autograd.functional.hessian(loss_flat, flat)
+    jac = torch.autograd.functional.jacobian(logit_flat, flat)  # (N, K, P)
+    p = torch.softmax(logit_flat(flat) / temperature, -1)
+    a = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    gn = torch.einsum("nkp,nkl,nlq->pq", jac, a, jac) / (len(y) * temperature**2)
+    return hessian, gn
+
+
+def _rel(a, b):
+    return (torch.linalg.norm(a - b) / torch.linalg.norm(b)).item()
+
+
+@pytest.mark.parametrize("architecture", list(TINY))
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+def test_projected_hessian_matches_dense(architecture, variant, temperature):
+    model, params, x, y = tiny_case(architecture, variant)
+    proj = sparse_projection(count_params(params), 8, torch.Generator().manual_seed(3))
+    r = proj.dense().T  # (P, d)
+    dense_h, dense_g = _dense_references(model, params, x, y, temperature)
+
+    def loss(p):
+        return tempered_loss(forward(model, p, x), y, temperature)
+
+    for method in ("loop", "vmap"):
+        h = projected_hessian(loss, params, proj, method=method, chunk_size=3)
+        assert _rel(h, r.T @ dense_h @ r) <= 1e-12, method
+    jr = projected_jacobian(lambda p: forward(model, p, x), params, proj)
+    g = gauss_newton(jr, forward(model, params, x), temperature)
+    assert _rel(g, r.T @ dense_g @ r) <= 1e-12
+    # G is positive semi-definite; H = G + H_term by construction of H_term.
+    assert torch.linalg.eigvalsh(g).min().item() >= -1e-12 * torch.linalg.norm(g).item()
+
+
+def test_loop_and_vmap_agree_on_a_real_model():
+    from goldilocks.models import build_model, init_params
+
+    model = build_model("lenet300100", "combined", (1, 28, 28), 10)
+    params = init_params(model, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 1, 28, 28, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (32,), generator=g)
+    proj = sparse_projection(count_params(params), 10, torch.Generator().manual_seed(2))
+
+    def loss(p):
+        return tempered_loss(forward(model, p, x), y, 1.0)
+
+    a = projected_hessian(loss, params, proj, "loop")
+    b = projected_hessian(loss, params, proj, "vmap")
+    assert _rel(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("n_params", [50, 51, 99, 1000, 266_200, 1_000_000])
+def test_projection_is_sparse_and_exactly_orthonormal(n_params):
+    d = 50
+    proj = sparse_projection(n_params, d, torch.Generator().manual_seed(0))
+    s = min(math.ceil(math.sqrt(n_params)), n_params // d)
+    assert proj.index.shape == (d, s)
+    assert proj.index.unique().numel() == d * s  # disjoint supports
+    r = proj.dense()  # (d, P)
+    assert (r != 0).sum().item() == d * s
+    # Round-off only: each diagonal entry sums s terms 1/s.
+    assert (r @ r.T - torch.eye(d, dtype=torch.float64)).abs().max().item() <= 1e-14
+
+
+def test_projection_depends_on_seed_only():
+    a = sparse_projection(1000, 10, torch.Generator().manual_seed(7))
+    b = sparse_projection(1000, 10, torch.Generator().manual_seed(7))
+    c = sparse_projection(1000, 10, torch.Generator().manual_seed(8))
+    assert torch.equal(a.index, b.index) and torch.equal(a.value, b.value)
+    assert not torch.equal(a.index, c.index)
+
+
+def test_projection_needs_p_at_least_d():
+    with pytest.raises(ValueError, match="subspace_dim"):
+        sparse_projection(10, 50, torch.Generator().manual_seed(0))
+
+
+def test_matrix_metrics_known_spectrum():
+    q, _ = torch.linalg.qr(
+        torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    )
+    eig = torch.tensor([3.0, 1.0, -1.0, 0.0], dtype=torch.float64)
+    m = q @ torch.diag(eig) @ q.T
+    got = matrix_metrics(m)
+    assert got["trace_ratio"] == pytest.approx(3 / math.sqrt(11), rel=1e-12)
+    assert got["frac_pos"] == 0.5
+    assert got["eig_max"] == pytest.approx(3.0) and got["eig_min"] == pytest.approx(-1.0)
+    assert got["spectral_norm"] == pytest.approx(3.0)
+
+
+def test_matrix_metrics_survive_float32_underflow():
+    """Entries near 1e-30 cannot be squared in float32; the ratios still come out right."""
+    m = torch.diag(torch.tensor([2e-30, 1e-30, -1e-30], dtype=torch.float32))
+    got = matrix_metrics(m)
+    assert got["trace_ratio"] == pytest.approx(2 / math.sqrt(6), rel=1e-6)
+    assert got["eig_max"] == pytest.approx(2e-30, rel=1e-6)
+
+
+def test_matrix_metrics_nonfinite_and_zero():
+    assert all(
+        math.isnan(v) for v in matrix_metrics(torch.tensor([[math.inf, 0], [0, 1.0]])).values()
+    )
+    zero = matrix_metrics(torch.zeros(3, 3))
+    assert math.isnan(zero["trace_ratio"]) and zero["spectral_norm"] == 0.0
+
+
+def test_measure_reports_every_metric_and_flags_overflow():
+    model, params, x, y = tiny_case("lenet300100", "bias")
+    proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(0))
+    row, ratios = measure(model, params, x, y, 1.0, proj)
+    assert not row["nonfinite"]
+    for m in ("hessian", "gterm", "hterm"):
+        for metric in ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm"):
+            assert math.isfinite(row[f"{m}_{metric}"])
+    assert set(ratios) == set(params)
+    huge = {k: v * 1e120 for k, v in params.items()}  # logits ~ 1e360: overflow
+    row, _ = measure(model, huge, x, y, 1.0, proj)
+    assert row["nonfinite"]
+    assert math.isnan(row["hessian_trace_ratio"])

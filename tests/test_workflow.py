@@ -1,0 +1,175 @@
+"""The real Snakemake CLI on the tiny synthetic grid, end to end, in a scratch folder.
+
+The Snakefile reads ``config.yaml`` from the working directory, and the workflow profile
+(``profiles/default``) is found next to the Snakefile, so a scratch folder holding
+``configs/tiny.yaml`` as its ``config.yaml`` runs exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+TINY = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+CURVATURE_COLUMNS = [
+    "architecture",
+    "dataset",
+    "variant",
+    "scaling",
+    "scale",
+    "alpha",
+    "temperature",
+    "seed",
+    "depth",
+    "residual_depth",
+    "n_params",
+    "loss",
+    "accuracy",
+    "logit_norm",
+    "grad_norm",
+    "nonfinite",
+    "compute_seconds",
+] + [
+    f"{m}_{k}"
+    for m in ("hessian", "gterm", "hterm")
+    for k in ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
+]
+TRAINING_COLUMNS = [
+    "architecture",
+    "dataset",
+    "variant",
+    "scaling",
+    "scale",
+    "alpha",
+    "temperature",
+    "seed",
+    "lr_base",
+    "lr",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "diverged",
+    "diverged_epoch",
+    "compute_seconds",
+]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:
+    return (proc.stdout + proc.stderr).count(f"localrule {rule}:")
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_config(workdir, TINY)
+    proc = snakemake(workdir)
+    return workdir, proc
+
+
+def test_tiny_grid_end_to_end(finished_run):
+    workdir, proc = finished_run
+    assert jobs_run(proc, "curvature") == 2 * 3 * 3
+    assert jobs_run(proc, "train") == 2 * 2
+    curvature = pd.read_parquet(workdir / "results/curvature.parquet")
+    assert len(curvature) == 18
+    assert set(CURVATURE_COLUMNS) <= set(curvature.columns)
+    assert not curvature["nonfinite"].any()
+    # |Tr/||H||_F| <= sqrt(d) with d = curvature.subspace_dim = 10.
+    assert curvature["hessian_trace_ratio"].abs().le(10**0.5).all()
+    training = pd.read_parquet(workdir / "results/training.parquet")
+    assert set(TRAINING_COLUMNS) <= set(training.columns)
+    assert sorted(training["epoch"].unique()) == [0, 2, 4]
+    zone = pd.read_parquet(workdir / "results/goldilocks_zone.parquet")
+    assert len(zone) == 2 * 3
+    layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
+    assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
+    for n in (1, 2):
+        for ext in ("pdf", "png"):
+            assert (
+                workdir / f"results/figures/fig{n}_lenet300100_synthetic.{ext}"
+            ).stat().st_size > 10_000
+
+
+def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tmp_path):
+    workdir, _ = finished_run
+    again = snakemake(workdir)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # Copy the finished run and add one temperature value.
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["curvature"]["scales"]["temperature"]["extra"] = [7.0]
+    write_config(copy, config)
+    proc = snakemake(copy)
+    assert jobs_run(proc, "curvature") == 2  # one new scale x two variants x one seed
+    assert jobs_run(proc, "train") == 0 and jobs_run(proc, "init") == 0
+    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 20
+
+
+def test_bad_config_is_one_line_before_any_job(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["variants"] = ["homogeneous", "batchnorm"]
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "profile" not in ln]
+    assert lines == [
+        "goldilocks: config key variants[1]: 'batchnorm' is invalid "
+        "('batchnorm' is not one of ['homogeneous', 'bias', 'residual', 'layernorm', 'combined'])"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_fails_with_the_folders_searched(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["pairs"] = [{"architecture": "lenet300100", "dataset": "fmnist"}]
+    config["data"]["mirrors"] = [str(tmp_path / "mirror")]
+    (tmp_path / "mirror").mkdir()
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "results/data/fmnist.pt", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"not found in data.mirrors [{tmp_path / 'mirror'}]" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "results/data/fmnist.pt").exists()
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

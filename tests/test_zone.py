@@ -1,0 +1,82 @@
+"""The Goldilocks-zone boundary on curves with a known answer."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from goldilocks.zone import goldilocks_zone, zone_bounds
+
+S = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])
+
+
+def test_single_peak():
+    v = np.array([0.0, 0.1, 0.6, 1.0, 0.7, 0.2, 0.0])
+    z = zone_bounds(S, v, 0.5)
+    assert (z["lower"], z["upper"], z["peak_scale"], z["peak_value"]) == (1e-1, 1e1, 1.0, 1.0)
+
+
+def test_plateau_and_unsorted_input():
+    v = np.array([0.9, 0.9, 1.0, 0.95, 0.9, 0.9, 0.9])
+    order = np.random.default_rng(0).permutation(len(S))
+    z = zone_bounds(S[order], v[order], 0.5)
+    assert (z["lower"], z["upper"]) == (1e-3, 1e3)
+
+
+def test_no_point_above_zero_means_no_zone():
+    z = zone_bounds(S, -np.ones(len(S)), 0.5)
+    assert math.isnan(z["lower"]) and math.isnan(z["upper"])
+    assert z["peak_value"] == -1.0
+
+
+def test_nan_values_end_the_interval():
+    v = np.array([0.8, np.nan, 0.9, 1.0, 0.9, np.nan, 0.9])
+    z = zone_bounds(S, v, 0.5)
+    assert (z["lower"], z["upper"]) == (1e-1, 1e1)
+    assert math.isnan(zone_bounds(S, np.full(len(S), np.nan))["peak_value"])
+
+
+def test_contiguity_is_required():
+    v = np.array([0.9, 0.1, 0.6, 1.0, 0.2, 0.95, 0.0])
+    z = zone_bounds(S, v, 0.5)
+    assert (z["lower"], z["upper"]) == (1e-1, 1.0)
+
+
+def test_table_uses_seed_means():
+    rows = []
+    for seed, bump in ((0, 0.0), (1, 0.4)):
+        for s, v in zip(S, [0.0, 0.1, 0.3, 1.0, 0.5, 0.2, 0.0], strict=True):
+            rows.append(
+                dict(
+                    architecture="lenet300100",
+                    dataset="synthetic",
+                    variant="bias",
+                    scaling="temperature",
+                    scale=s,
+                    seed=seed,
+                    hessian_trace_ratio=v + (bump if s == 1e-1 else 0.0),
+                )
+            )
+    z = goldilocks_zone(pd.DataFrame(rows), 0.5)
+    assert len(z) == 1
+    # seed mean at 1e-1 is 0.5, exactly at threshold 0.5 x 1.0: inside.
+    assert z.iloc[0]["lower"] == 1e-1 and z.iloc[0]["upper"] == 1e1
+    assert list(z.columns) == [
+        "architecture",
+        "dataset",
+        "variant",
+        "scaling",
+        "lower",
+        "upper",
+        "peak_scale",
+        "peak_value",
+    ]
+
+
+@pytest.mark.parametrize("threshold", [0.25, 0.75])
+def test_threshold_moves_bounds(threshold):
+    v = np.array([0.0, 0.3, 0.6, 1.0, 0.6, 0.3, 0.0])
+    z = zone_bounds(S, v, threshold)
+    expected = (1e-2, 1e2) if threshold == 0.25 else (1.0, 1.0)
+    assert (z["lower"], z["upper"]) == expected
