@@ -50,6 +50,7 @@ BAD = [
     ("pairs", [{"architecture": "lenet300100", "dataset": "cifar10"}], "pairs[0]"),
     ("training.log_every", 1000, "training.log_every"),
     ("figures.zone_threshold", 1.5, "figures.zone_threshold"),
+    ("training.curvature_every", 3, "training.curvature_every"),
 ]
 
 

@@ -157,3 +157,52 @@ def test_measure_reports_every_metric_and_flags_overflow():
     row, _ = measure(model, huge, x, y, 1.0, proj)
     assert row["nonfinite"]
     assert math.isnan(row["hessian_trace_ratio"])
+
+
+def _real_module(model, params, temperature):
+    """A materialised copy of ``model`` holding ``params``, logits divided by T."""
+    real = model.to_empty(device="cpu").double()
+    with torch.no_grad():
+        for name, p in real.named_parameters():
+            p.copy_(params[name])
+
+    class Tempered(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = real
+
+        def forward(self, x):
+            return self.net(x) / temperature
+
+    return Tempered()
+
+
+@pytest.mark.parametrize("architecture", list(TINY))
+def test_against_curvlinops(architecture, variant):
+    """Independent oracle: curvlinops' Hessian and GGN operators (T folded into the model)."""
+    curvlinops = pytest.importorskip("curvlinops")
+    from goldilocks.models import build_model
+
+    temperature = 0.7
+    _, params, x, y = tiny_case(architecture, variant)
+    shape, widths = TINY[architecture]
+    model = build_model(architecture, variant, shape, 3, **widths)
+    proj = sparse_projection(count_params(params), 8, torch.Generator().manual_seed(5))
+    r = proj.dense().T  # (P, d)
+
+    def loss(p):
+        return tempered_loss(forward(model, p, x), y, temperature)
+
+    ours_h = projected_hessian(loss, params, proj)
+    jr = projected_jacobian(lambda p: forward(model, p, x), params, proj)
+    ours_g = gauss_newton(jr, forward(model, params, x), temperature)
+
+    module = _real_module(
+        build_model(architecture, variant, shape, 3, **widths), params, temperature
+    )
+    args = (module, torch.nn.CrossEntropyLoss(), list(module.parameters()), [(x, y)])
+    ref_h = r.T @ (curvlinops.HessianLinearOperator(*args) @ r)
+    ref_g = r.T @ (curvlinops.GGNLinearOperator(*args) @ r)
+    assert _rel(ours_h, ref_h) <= 1e-12
+    assert _rel(ours_g, ref_g) <= 1e-12
+    assert _rel(ours_h - ours_g, ref_h - ref_g) <= 1e-10

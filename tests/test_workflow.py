@@ -115,6 +115,14 @@ def test_tiny_grid_end_to_end(finished_run):
     training = pd.read_parquet(workdir / "results/training.parquet")
     assert set(TRAINING_COLUMNS) <= set(training.columns)
     assert sorted(training["epoch"].unique()) == [0, 2, 4]
+    # Curvature along training: at epoch 0 it is the curvature cell at initialisation
+    # (same batch and R; float32 in training against float64 in the curvature stage).
+    start = training[training["epoch"] == 0].merge(
+        curvature[curvature["scaling"] == "temperature"], on=["variant", "scale", "seed"]
+    )
+    assert len(start) == 4
+    assert (start["hessian_trace_ratio_x"] - start["hessian_trace_ratio_y"]).abs().max() < 1e-4
+    assert training["hessian_trace_ratio"].notna().all()
     zone = pd.read_parquet(workdir / "results/goldilocks_zone.parquet")
     assert len(zone) == 2 * 3
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")

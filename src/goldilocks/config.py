@@ -88,6 +88,12 @@ def _check_semantics(config: Mapping) -> None:
             f"config key training.log_every: {tr['log_every']} exceeds "
             f"training.epochs {tr['epochs']}"
         )
+    every = tr["curvature_every"]
+    if every and every % tr["log_every"]:
+        raise ConfigError(
+            f"config key training.curvature_every: {every} is not a multiple of "
+            f"training.log_every {tr['log_every']}"
+        )
     for mirror in config["data"]["mirrors"]:
         if mirror not in DEFAULT_MIRRORS and not Path(mirror).is_dir():
             raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")

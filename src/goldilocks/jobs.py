@@ -247,7 +247,8 @@ def train_cell(
         test_data = load_split(data, "test", dtype, device, test_subset)
         shape, classes = DATASET_SHAPES[dataset]
         model = build_model(arch, variant, shape, classes)
-        theta = {k: v.to(device=device, dtype=dtype) for k, v in load(init_path)["params"].items()}
+        init = load(init_path)
+        theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
         state = TrainState(scale_params(theta, alpha))
         state = train(
             model,
@@ -259,6 +260,8 @@ def train_cell(
             params["epochs"],
             params["log_every"],
             params["chunk_size"],
+            probe=_curvature_probe(model, init, temperature, device, dtype, params["hvp_method"]),
+            probe_every=params["curvature_every"],
         )
         seconds = time.perf_counter() - start
         frame = pd.DataFrame(state.rows)
@@ -289,3 +292,26 @@ def train_cell(
             last["diverged"],
             seconds,
         )
+
+
+def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, method: str):
+    """Curvature along training: the SPEC section 4 matrix metrics at given parameters.
+
+    Same curvature batch and projection R as the cell's curvature at initialisation (from
+    its init file), at the training precision. Returns ``params -> {hessian_*, gterm_*,
+    hterm_*}``.
+    """
+    from goldilocks.curvature import MATRICES, Projection, measure
+    from goldilocks.models import count_params
+
+    x = init["batch_x"].to(device=device, dtype=dtype)
+    y = init["batch_y"].to(device)
+    proj = Projection(init["proj_index"], init["proj_value"], count_params(init["params"]))
+    if method == "auto":
+        method = "vmap" if device.type == "cuda" else "loop"
+
+    def probe(params: dict) -> dict:
+        row, _ = measure(model, params, x, y, temperature, proj, method)
+        return {k: v for k, v in row.items() if k.split("_", 1)[0] in MATRICES}
+
+    return probe

@@ -97,12 +97,16 @@ def train(
     log_every: int,
     chunk_size: int | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
+    probe: Callable[[dict[str, Tensor]], dict] | None = None,
+    probe_every: int = 0,
 ) -> TrainState:
     """Run full-batch GD from ``state`` up to ``epochs`` updates.
 
     Logs train and test loss and accuracy every ``log_every`` epochs and at the last.
     Each row: ``epoch, train_loss, train_acc, test_loss, test_acc, diverged,
     diverged_epoch``. ``on_epoch(state)`` is called after every update (checkpointing).
+    ``probe(params)`` (curvature along training) is called at logged epochs that are
+    multiples of ``probe_every`` and at the last; its dict is merged into the row.
 
     Returns:
         The final state; ``state.rows`` is the history.
@@ -128,17 +132,18 @@ def train(
             return state
         if epoch % log_every == 0 or epoch == epochs:
             test = evaluate(model, state.params, *test_data, temperature, chunk_size)
-            state.rows.append(
-                dict(
-                    epoch=epoch,
-                    train_loss=ev.loss,
-                    train_acc=ev.accuracy,
-                    test_loss=test.loss,
-                    test_acc=test.accuracy,
-                    diverged=False,
-                    diverged_epoch=None,
-                )
+            row = dict(
+                epoch=epoch,
+                train_loss=ev.loss,
+                train_acc=ev.accuracy,
+                test_loss=test.loss,
+                test_acc=test.accuracy,
+                diverged=False,
+                diverged_epoch=None,
             )
+            if probe is not None and probe_every and (epoch % probe_every == 0 or epoch == epochs):
+                row.update(probe(state.params))
+            state.rows.append(row)
         if epoch >= epochs:
             return state
         with torch.no_grad():

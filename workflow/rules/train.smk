@@ -19,5 +19,7 @@ rule train:
         test_subset=config["training"]["test_subset"],
         chunk_size=config["training"]["chunk_size"],
         alpha_lr_rule=config["training"]["alpha_lr_rule"],
+        curvature_every=config["training"]["curvature_every"],
+        hvp_method=config["curvature"]["hvp_method"],
     run:
         job("train_cell")(input.init, input.data, output[0], log[0], wildcards, params, threads)

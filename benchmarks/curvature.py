@@ -1,0 +1,253 @@
+"""Cost of the projected Hessian: our paths against the common subspace approach.
+
+On one model, batch and R, in one run, times
+  (a) the subspace approach: the Hessian of ``w -> L(theta + R w)`` by
+      ``torch.autograd.functional.hessian`` (R dense, differentiated through),
+  (b) our H path (``projected_hessian``, the method ``auto`` picks for the device; both
+      the double-backward loop and ``vmap(jvp(grad))`` are timed),
+  (c) our G path (``projected_jacobian`` + ``gauss_newton``),
+  (d) one plain loss gradient,
+and prints a/b, c/b and b/d (the cost of H in gradients) per dtype, then the peak memory
+of (a), (b) and (c), each measured in a fresh process (CPU: peak RSS above the process's
+baseline, sampled every 0.5 ms after one warm-up call; GPU:
+``torch.cuda.max_memory_allocated``).
+
+    python benchmarks/curvature.py [--arch lenet300100] [--device auto] [--repeats 3]
+    python benchmarks/curvature.py --arch resnet4 --dataset cifar10 --skip-subspace
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
+from goldilocks.curvature import (  # noqa: E402
+    gauss_newton,
+    projected_hessian,
+    projected_jacobian,
+    sparse_projection,
+)
+from goldilocks.models import build_model, count_params, forward, init_params  # noqa: E402
+from goldilocks.scaling import tempered_loss  # noqa: E402
+
+
+def setup(arch, dataset, variant, dtype, device, batch, dim):
+    shape, classes = DATASET_SHAPES[dataset]
+    model = build_model(arch, variant, shape, classes)
+    params = {
+        k: v.to(device=device, dtype=dtype)
+        for k, v in init_params(model, torch.Generator().manual_seed(0)).items()
+    }
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, *shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    y = torch.randint(0, classes, (batch,), generator=g).to(device)
+    proj = sparse_projection(count_params(params), dim, torch.Generator().manual_seed(2))
+    return model, params, x, y, proj
+
+
+def methods(model, params, x, y, proj, temperature=1.0):
+    """The four measured computations, as zero-argument callables."""
+
+    def loss(p):
+        return tempered_loss(forward(model, p, x), y, temperature)
+
+    def subspace():
+        rows = proj.dense(x.dtype, x.device)  # (d, P)
+        flat0 = torch.cat([p.reshape(-1) for p in params.values()])
+        shapes = [(k, p.shape, p.numel()) for k, p in params.items()]
+
+        def in_subspace(w):
+            flat = flat0 + w @ rows
+            out, start = {}, 0
+            for k, shape, n in shapes:
+                out[k] = flat[start : start + n].view(shape)
+                start += n
+            return loss(out)
+
+        w0 = torch.zeros(proj.dim, dtype=x.dtype, device=x.device)
+        return torch.autograd.functional.hessian(in_subspace, w0)
+
+    def gterm():
+        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj)
+        return gauss_newton(jr, forward(model, params, x), temperature)
+
+    def gradient():
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        return torch.autograd.grad(loss(leaves), list(leaves.values()))
+
+    return {
+        "a_subspace": subspace,
+        "b_loop": lambda: projected_hessian(loss, params, proj, "loop"),
+        "b_vmap": lambda: projected_hessian(loss, params, proj, "vmap"),
+        "c_gterm": gterm,
+        "d_gradient": gradient,
+    }
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats):
+    fn()  # warm-up
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory(args, name, dtype):
+    """Peak memory of one method in a fresh process, in MiB."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        name,
+        "--dtype",
+        dtype,
+        "--arch",
+        args.arch,
+        "--dataset",
+        args.dataset,
+        "--variant",
+        args.variant,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--dim",
+        str(args.dim),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["mib"]
+
+
+def child(args, device):
+    dtype = getattr(torch, args.dtype)
+    model, params, x, y, proj = setup(
+        args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim
+    )
+    fn = methods(model, params, x, y, proj)[args.child]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        fn()  # warm-up: lazy allocations and caches settle before the baseline
+        base = _rss()
+        peak = [base]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss())
+                time.sleep(0.0005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        fn()
+        done.set()
+        sampler.join()
+        mib = (peak[0] - base) / 2**20
+    print(json.dumps({"mib": mib}))
+
+
+def _rss() -> int:
+    """Current resident set size in bytes (Linux)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="lenet300100")
+    parser.add_argument("--dataset", default="fmnist")
+    parser.add_argument("--variant", default="homogeneous")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--dim", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--skip-subspace", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if args.child:
+        child(args, device)
+        return
+    name = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{args.arch}/{args.dataset} {args.variant}, batch {args.batch}, d {args.dim}, {name}, "
+        f"torch {torch.__version__}; median of {args.repeats}"
+    )
+    auto = "vmap" if device.type == "cuda" else "loop"
+    header = (
+        f"{'dtype':8} {'P':>8} {'a subspace':>11} {'b loop':>8} {'b vmap':>8} {'c G':>8} "
+        f"{'d grad':>8}"
+    )
+    print(header + f" | {'a/b':>6} {'c/b':>6} {'b/d':>6}   (b = {auto}, seconds)")
+    for dtype_name in args.dtypes.split(","):
+        dtype = getattr(torch, dtype_name)
+        model, params, x, y, proj = setup(
+            args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim
+        )
+        fns = methods(model, params, x, y, proj)
+        t = {
+            k: (
+                float("nan")
+                if k == "a_subspace" and args.skip_subspace
+                else timed(fn, device, args.repeats)
+            )
+            for k, fn in fns.items()
+        }
+        b = t[f"b_{auto}"]
+        print(
+            f"{dtype_name:8} {count_params(params):8d} {t['a_subspace']:11.3f} {t['b_loop']:8.3f} "
+            f"{t['b_vmap']:8.3f} {t['c_gterm']:8.3f} {t['d_gradient']:8.4f} | "
+            f"{t['a_subspace'] / b:6.2f} {t['c_gterm'] / b:6.2f} {b / t['d_gradient']:6.1f}"
+        )
+    names = ["b_loop", "b_vmap", "c_gterm", "d_gradient"]
+    if not args.skip_subspace:
+        names.insert(0, "a_subspace")
+    for dtype_name in args.dtypes.split(","):
+        mem = {n: peak_memory(args, n, dtype_name) for n in names}
+        print(
+            f"peak memory {dtype_name} (MiB): " + ", ".join(f"{n} {m:.0f}" for n, m in mem.items())
+        )
+
+
+if __name__ == "__main__":
+    main()
