@@ -3,8 +3,8 @@
 Runs the real Snakemake CLI twice on the same cells of the tiny synthetic config in a
 scratch folder: once with the default profile (``--force-use-threads``: every ``run:`` job
 is a thread of the main process, torch imported once), once with
-``--no-force-use-threads`` equivalent (each job its own ``python -m snakemake`` process
-that re-parses the workflow and imports torch, as on a cluster node). Prints the wall
+``--workflow-profile none`` (each job its own ``python -m snakemake`` process that
+re-parses the workflow and imports torch, as on a cluster node). Prints the wall
 time of each, the summed compute seconds of the cells, and the ratios.
 
     python benchmarks/job_overhead.py [--cells 12] [--cores 2]
@@ -28,18 +28,11 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def run(workdir: Path, cores: int, threads: bool, targets: list[str]) -> float:
-    cmd = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        str(cores),
-        "--force-use-threads",
-        str(threads).lower(),
-        *targets,
-    ]
+    # --force-use-threads is a switch that the default profile turns on; without any
+    # workflow profile every run: job is a process of its own (as on a cluster node).
+    profile = [] if threads else ["--workflow-profile", "none"]
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--cores", str(cores), *profile, *targets]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - start
