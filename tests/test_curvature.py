@@ -64,9 +64,10 @@ def test_projected_hessian_matches_dense(architecture, variant, temperature):
     for method in ("loop", "vmap"):
         h = projected_hessian(loss, params, proj, method=method, chunk_size=3)
         assert _rel(h, r.T @ dense_h @ r) <= 1e-12, method
-    jr = projected_jacobian(lambda p: forward(model, p, x), params, proj)
-    g = gauss_newton(jr, forward(model, params, x), temperature)
-    assert _rel(g, r.T @ dense_g @ r) <= 1e-12
+    for method in ("loop", "vmap"):
+        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj, method)
+        g = gauss_newton(jr, forward(model, params, x), temperature)
+        assert _rel(g, r.T @ dense_g @ r) <= 1e-12, method
     # G is positive semi-definite; H = G + H_term by construction of H_term.
     assert torch.linalg.eigvalsh(g).min().item() >= -1e-12 * torch.linalg.norm(g).item()
 
@@ -206,3 +207,28 @@ def test_against_curvlinops(architecture, variant):
     assert _rel(ours_h, ref_h) <= 1e-12
     assert _rel(ours_g, ref_g) <= 1e-12
     assert _rel(ours_h - ours_g, ref_h - ref_g) <= 1e-10
+
+
+def test_concurrent_cells_in_threads_match_sequential():
+    """Jobs run as threads of one process: cells computed at once give the sequential numbers.
+
+    Each task builds its own module, as every job does (``functional_call`` swaps a
+    module's parameters, so a module must not be shared between threads); both methods,
+    ``vmap`` serialised by FORWARD_AD_LOCK.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [(0, "bias"), (1, "combined"), (2, "layernorm"), (3, "residual")]
+
+    def cell(i: int, method: str):
+        seed, variant = specs[i % len(specs)]
+        model, params, x, y = tiny_case("lenet5", variant, seed=seed)
+        proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(seed))
+        return measure(model, params, x, y, 1.0, proj, method)[0]
+
+    for method in ("loop", "vmap"):
+        sequential = [cell(i, method) for i in range(len(specs))]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            concurrent = list(pool.map(lambda i, m=method: cell(i, m), range(12)))
+        for i, row in enumerate(concurrent):
+            assert row == sequential[i % len(specs)], method

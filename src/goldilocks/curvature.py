@@ -24,9 +24,11 @@ import torch
 from torch import Tensor
 
 #: Forward-mode AD levels are process-global in torch: two threads inside
-#: ``torch.func.jvp`` at once fail ("forward AD level with an invalid index"). Jobs run as
-#: threads of one Snakemake process, so every forward-mode section holds this lock;
-#: reverse mode (the HVP loop) is thread-safe and runs concurrently.
+#: ``torch.func.jvp`` at once fail ("forward AD level with an invalid index"; seen when two
+#: curvature cells ran as threads of one Snakemake process). The ``vmap`` method holds
+#: this lock around its forward-mode sections; the ``loop`` method (the CPU default) uses
+#: reverse mode only and runs fully concurrently. Either way a module must not be shared
+#: between threads (``functional_call`` swaps its parameters): each job builds its own.
 FORWARD_AD_LOCK = threading.Lock()
 
 METRICS = ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
@@ -152,15 +154,34 @@ def projected_jacobian(
     logit_fn: LogitFn,
     params: dict[str, Tensor],
     projection: Projection,
+    method: str = "loop",
     chunk_size: int | None = None,
 ) -> Tensor:
     """``J R``: the raw logits' directional derivatives, ``(d, N, K)``.
 
-    ``d`` forward-mode JVPs, batched with ``vmap`` (one batched forward pass; several
-    times faster than a loop of JVPs on the CPU).
+    Args:
+        logit_fn: raw logits ``(N, K)`` as a function of the parameter dict.
+        params: point of evaluation.
+        projection: ``R``.
+        method: ``"loop"``: reverse mode only, by the double-vjp trick
+            ``J v = d/du <J^T u, v>`` (one backward pass per column through the graph of
+            ``J^T u``, which is linear in ``u``); safe next to other autograd work in other
+            threads. ``"vmap"``: ``d`` forward-mode JVPs batched with ``vmap``, one batched
+            forward pass (faster, but forward-mode AD state is process-global in torch:
+            see :data:`FORWARD_AD_LOCK`).
+        chunk_size: columns per ``vmap`` batch (``None``: all at once).
     """
     any_p = next(iter(params.values()))
     rows = projection.dense(any_p.dtype, any_p.device)
+    if method == "loop":
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        logits = logit_fn(leaves)  # (N, K)
+        dual = torch.zeros_like(logits, requires_grad=True)
+        jtu = _flat(torch.autograd.grad(logits, list(leaves.values()), dual, create_graph=True))
+        cols = [torch.autograd.grad(jtu, dual, row, retain_graph=True)[0] for row in rows]
+        return torch.stack(cols)
+    if method != "vmap":
+        raise ValueError(f"curvature.hvp_method: unknown value {method!r}; choose loop or vmap")
     detached = {k: v.detach() for k, v in params.items()}
 
     def jvp(tangent: dict[str, Tensor]) -> Tensor:
@@ -259,7 +280,8 @@ def measure(
         for name in params
     }
     hessian = projected_hessian(loss_fn, params, projection, method, chunk_size)
-    gterm = gauss_newton(projected_jacobian(logit_fn, params, projection), logits, temperature)
+    jr = projected_jacobian(logit_fn, params, projection, method, chunk_size)
+    gterm = gauss_newton(jr, logits, temperature)
     matrices = {"hessian": hessian, "gterm": gterm, "hterm": hessian - gterm}
     finite = all(torch.isfinite(m).all() for m in matrices.values())
     finite = finite and math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
