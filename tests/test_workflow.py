@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from goldilocks.zone import goldilocks_zone
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TINY = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
@@ -149,6 +151,7 @@ def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
     config["curvature"]["scalings"] = ["alpha", "temperature"]
     config["training"]["scalings"] = ["alpha", "temperature"]
     config["figures"]["kl_num"] = 7
+    config["figures"]["zone_threshold"] = 0.3
     write_config(tmp_path, config)
     fig3 = snakemake(tmp_path, "results/figures/fig3_lenet300100_synthetic.pdf")
     ran = {r: jobs_run(fig3, r) for r in ("data", "init", "kl", "curvature", "train")}
@@ -160,6 +163,12 @@ def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
     assert (jobs_run(fig4, "curvature"), jobs_run(fig4, "train")) == (3, 2)
     assert jobs_run(fig4, "kl") == 0 and jobs_run(fig4, "aggregate_training") == 1
     assert (tmp_path / "results/figures/fig4_lenet300100_synthetic.png").stat().st_size > 10_000
+    # The zone figure 4 draws was computed with the config's threshold.
+    part = tmp_path / "results/aggregate/{}_lenet300100_synthetic_alpha.parquet"
+    zone = pd.read_parquet(str(part).format("zone"))
+    assert zone["threshold"].tolist() == [0.3]
+    expected = goldilocks_zone(pd.read_parquet(str(part).format("curvature")), 0.3)
+    pd.testing.assert_frame_equal(zone, expected)
     # The named target of figure 3 finds it built.
     again = snakemake(tmp_path, "fig3")
     assert "Nothing to be done" in again.stdout + again.stderr
