@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from goldilocks.zone import goldilocks_zone
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 TINY = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
@@ -127,11 +129,82 @@ def test_tiny_grid_end_to_end(finished_run):
     assert len(zone) == 2 * 3
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
     assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
-    for n in (1, 2):
+    # Every figure the config has data for: no LayerNorm variant (3), no alpha training (4).
+    for n in (1, 2, 5, 6):
         for ext in ("pdf", "png"):
             assert (
                 workdir / f"results/figures/fig{n}_lenet300100_synthetic.{ext}"
             ).stat().st_size > 10_000
+    assert not list((workdir / "results/figures").glob("fig[34]_*"))
+    assert not (workdir / "results/kl_layernorm.parquet").exists()
+
+
+def test_report_has_every_figure_with_its_caption(finished_run, tmp_path):
+    workdir, _ = finished_run
+    report = tmp_path / "report.html"
+    snakemake(workdir, "--report", str(report))
+    html = report.read_text()
+    assert report.stat().st_size > 100_000
+    for n in (1, 2, 5, 6):
+        assert f"fig{n}_lenet300100_synthetic.png" in html
+        assert f"Figure {n}" in html
+    # Captions are rendered with the run's config: the epochs of tiny.yaml, its pair.
+    assert f"after {TINY['training']['epochs']} epochs" in html
+    assert "Pairs: lenet300100 on synthetic" in html
+
+
+def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["variants"] = ["layernorm"]
+    config["curvature"]["scalings"] = ["alpha", "temperature"]
+    config["training"]["scalings"] = ["alpha", "temperature"]
+    config["figures"]["kl_num"] = 7
+    config["figures"]["zone_threshold"] = 0.3
+    write_config(tmp_path, config)
+    fig3 = snakemake(tmp_path, "results/figures/fig3_lenet300100_synthetic.pdf")
+    ran = {r: jobs_run(fig3, r) for r in ("data", "init", "kl", "curvature", "train")}
+    assert ran == {"data": 1, "init": 1, "kl": 1, "curvature": 0, "train": 0}
+    kl = pd.read_parquet(tmp_path / "results/kl/lenet300100_synthetic.parquet")
+    assert len(kl) == 7 and kl.loc[kl["alpha"] == 1.0, "kl"].item() == 0.0
+    fig4 = snakemake(tmp_path, "results/figures/fig4_lenet300100_synthetic.pdf")
+    # Only the alpha cells: 3 curvature scales, 2 training scales x 1 lr x 1 seed.
+    assert (jobs_run(fig4, "curvature"), jobs_run(fig4, "train")) == (3, 2)
+    assert jobs_run(fig4, "kl") == 0 and jobs_run(fig4, "aggregate_training") == 1
+    assert (tmp_path / "results/figures/fig4_lenet300100_synthetic.png").stat().st_size > 10_000
+    # The zone figure 4 draws was computed with the config's threshold.
+    part = tmp_path / "results/aggregate/{}_lenet300100_synthetic_alpha.parquet"
+    zone = pd.read_parquet(str(part).format("zone"))
+    assert zone["threshold"].tolist() == [0.3]
+    expected = goldilocks_zone(pd.read_parquet(str(part).format("curvature")), 0.3)
+    pd.testing.assert_frame_equal(zone, expected)
+    # The named target of figure 3 finds it built.
+    again = snakemake(tmp_path, "fig3")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "results/figures/fig3_lenet300100_synthetic.pdf",
+            "goldilocks: figure 3 needs 'layernorm' or 'combined' in variants; asked for "
+            "results/figures/fig3_lenet300100_synthetic.pdf",
+        ),
+        (
+            "fig4",
+            "goldilocks: figure 4 needs 'alpha' in training.scalings "
+            "(and training.enabled: true); asked for rule fig4",
+        ),
+    ],
+)
+def test_unconfigured_figure_is_one_line_at_dag_build(tmp_path, target, message):
+    write_config(tmp_path, TINY)
+    proc = snakemake(tmp_path, target, check=False)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
+    assert lines == [message]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tmp_path):

@@ -71,7 +71,9 @@ def test_table_uses_seed_means():
         "upper",
         "peak_scale",
         "peak_value",
+        "threshold",
     ]
+    assert (z["threshold"] == 0.5).all()
 
 
 @pytest.mark.parametrize("threshold", [0.25, 0.75])

@@ -1,14 +1,33 @@
 """Figures drawn from the aggregated Parquet tables (SPEC section 6).
 
-Each ``figure_<n>`` function takes DataFrames and returns a matplotlib ``Figure``, so
-it works the same from a notebook and from the workflow (:func:`save`). Figures use the
-object-oriented API (no pyplot state), which keeps them safe to draw anywhere.
+Each ``figure_<n>`` function takes DataFrames (the tables under ``results/``, whole or
+filtered to one architecture/dataset pair) and returns a matplotlib ``Figure``, so it
+works the same from a notebook and from the workflow (:func:`save`)::
+
+    zone = pd.read_parquet("results/goldilocks_zone.parquet")
+    training = pd.read_parquet("results/training.parquet")
+    figure_4(training, zone).savefig("fig4.pdf")
+
+| figure | tables | what |
+|---|---|---|
+| :func:`figure_1` | curvature, zone | ``Tr(H)/||H||_F`` against the scale, zone shaded |
+| :func:`figure_2` | training, zone | final train accuracy over ``T x eta0``, zone drawn on |
+| :func:`figure_3` | kl_layernorm | LayerNorm variants: KL of linear vs actual alpha scaling |
+| :func:`figure_4` | training, zone | alpha scaling: final train (top) / test (bottom) accuracy |
+| :func:`figure_5` | training, zone | temperature scaling: final test accuracy |
+| :func:`figure_6` | curvature | Hessian, G-term, H-term: ``Tr/||.||_F`` and spectral norm |
+
+Figures are sized for the full width of a two-column paper (7.2 in, 7-8 pt text) and use
+the object-oriented API under a local style (no pyplot state, no global rcParams change).
+Lines are seed means with a min-max band over seeds; heatmaps show seed means with one
+colour scale per row; log axes name the symbol and the range they span.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +42,6 @@ from matplotlib.figure import Figure
 
 from goldilocks.architectures import VARIANTS
 from goldilocks.io import write_atomic
-from goldilocks.zone import goldilocks_zone
 
 ROW_LABELS = {
     "alpha": r"weight scale $\alpha$",
@@ -31,7 +49,42 @@ ROW_LABELS = {
     "temperature": r"temperature $T$",
 }
 AXIS_SYMBOL = {"alpha": r"$\alpha$", "joint": r"$\alpha$", "temperature": r"$T$"}
-PANEL = 2.3  # inches per panel: five columns fit a two-column paper page at ~11.5 in
+ACCURACY_LABELS = {"train_acc": "final train accuracy", "test_acc": "final test accuracy"}
+MATRICES = {"hessian": "Hessian $H$", "gterm": "G-term", "hterm": "H-term"}
+WIDTH = 7.2  # inches: the full text width of a two-column paper
+PANEL_HEIGHT = 1.45
+FONT = {
+    "font.size": 7,
+    "axes.titlesize": 7.5,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "legend.fontsize": 6.5,
+    "figure.titlesize": 8,
+}
+#: KL values below this (round-off, or exactly 0 at alpha = 1) are drawn at it.
+KL_FLOOR = 1e-18
+#: Relative logit deviations below this (exactly 0 at alpha = 1) are drawn at it.
+REL_FLOOR = 1e-12
+FINAL_KEYS = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
+
+
+def _styled(style: str) -> Callable:
+    """Draw the decorated figure under a seaborn style, restoring rcParams afterwards."""
+
+    def decorate(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+        @functools.wraps(draw)
+        def wrapper(*args, **kwargs) -> Figure:
+            rc = {**sns.axes_style(style), **sns.plotting_context("paper"), **FONT}
+            with matplotlib.rc_context(rc):
+                fig = draw(*args, **kwargs)
+                for ax in fig.axes:  # ticks are created lazily: fix their size now
+                    ax.tick_params(labelsize=FONT["xtick.labelsize"])
+            return fig
+
+        return wrapper
+
+    return decorate
 
 
 def _variants(frame: pd.DataFrame) -> list[str]:
@@ -39,9 +92,20 @@ def _variants(frame: pd.DataFrame) -> list[str]:
     return [v for v in VARIANTS if v in present]
 
 
-def _range_label(symbol: str, values: pd.Series) -> str:
-    lo, hi = np.log10(values.min()), np.log10(values.max())
-    return f"{symbol} (log scale, $10^{{{lo:.0f}}}$ to $10^{{{hi:.0f}}}$)"
+def _exponent(value: float) -> str:
+    e = round(float(np.log10(value)), 1)
+    return f"{e:g}"
+
+
+def _range_label(symbol: str, values: pd.Series | np.ndarray) -> str:
+    """``alpha (log, 10^-3 to 10^3)``: the axis symbol and the range the data span."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) == 0:
+        return f"{symbol} (log scale)"
+    lo, hi = _exponent(values.min()), _exponent(values.max())
+    span = f"$10^{{{lo}}}$" if lo == hi else f"$10^{{{lo}}}$ to $10^{{{hi}}}$"
+    return f"{symbol} (log, {span})"
 
 
 def _title(frame: pd.DataFrame) -> str:
@@ -49,47 +113,103 @@ def _title(frame: pd.DataFrame) -> str:
     return ", ".join(f"{a} on {d}" for a, d in pairs)
 
 
+def _seeds(frame: pd.DataFrame) -> str:
+    n = frame["seed"].nunique()
+    return f"{n} seed{'s' * (n != 1)}"
+
+
+def _figure(
+    rows: int, cols: int, extra_height: float = 0.55, **subplots
+) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(WIDTH, PANEL_HEIGHT * rows + extra_height), layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, **subplots)
+
+
 def curve_with_band(
-    ax, frame: pd.DataFrame, column: str, label: str | None = None, color=None
+    ax,
+    frame: pd.DataFrame,
+    column: str,
+    label: str | None = None,
+    color=None,
+    x: str = "scale",
+    floor: float | None = None,
 ) -> None:
-    """Seed mean of ``column`` against ``scale`` with a min-max band over seeds."""
-    stats = frame.groupby("scale")[column].agg(["mean", "min", "max"]).sort_index()
-    line = ax.plot(stats.index, stats["mean"], marker="o", ms=2.5, lw=1.2, label=label, color=color)
+    """Seed mean of ``column`` against ``x`` (log axis) with a min-max band over seeds.
+
+    With ``floor``, values below it are drawn at it (for a log y-axis).
+    """
+    values = frame[[x, column]].copy()
+    if floor is not None:
+        values[column] = values[column].clip(lower=floor)
+    stats = values.groupby(x)[column].agg(["mean", "min", "max"]).sort_index()
+    line = ax.plot(stats.index, stats["mean"], marker="o", ms=2, lw=1.0, label=label, color=color)
     ax.fill_between(
         stats.index, stats["min"], stats["max"], alpha=0.25, lw=0, color=line[0].get_color()
     )
     ax.set_xscale("log")
 
 
-def figure_1(curvature: pd.DataFrame) -> Figure:
-    """Tr/||H||_F against the scale: rows alpha / joint / temperature, columns variants."""
-    sns.set_theme(style="whitegrid", context="paper")
+def _zone_row(zone: pd.DataFrame | None, frame: pd.DataFrame, variant: str, scaling: str):
+    """The zone of ``variant``/``scaling`` for the pair of ``frame``, or None."""
+    if zone is None or zone.empty:
+        return None
+    keys = frame[["architecture", "dataset"]].drop_duplicates()
+    if len(keys) != 1:
+        return None
+    arch, data = keys.iloc[0]
+    hit = zone[
+        (zone["architecture"] == arch)
+        & (zone["dataset"] == data)
+        & (zone["variant"] == variant)
+        & (zone["scaling"] == scaling)
+    ]
+    if hit.empty or math.isnan(hit.iloc[0]["lower"]):
+        return None
+    return hit.iloc[0]
+
+
+def _threshold(zone: pd.DataFrame | None) -> str:
+    if zone is None or "threshold" not in zone or zone.empty:
+        return "threshold"
+    return f"{zone['threshold'].iloc[0]:g}"
+
+
+@_styled("whitegrid")
+def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figure:
+    """Tr/||H||_F against the scale: rows alpha / joint / temperature, columns variants.
+
+    With ``zone`` (``results/goldilocks_zone.parquet``) the Goldilocks zone is shaded.
+    """
     rows = [s for s in ("alpha", "joint", "temperature") if s in set(curvature["scaling"])]
     cols = _variants(curvature)
-    fig = Figure(figsize=(PANEL * len(cols), 1.9 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), len(cols), squeeze=False, sharey=True)
+    fig, axes = _figure(len(rows), len(cols), sharey=True)
     for i, scaling in enumerate(rows):
         for j, variant in enumerate(cols):
             ax = axes[i, j]
             sub = curvature[(curvature["scaling"] == scaling) & (curvature["variant"] == variant)]
             if len(sub):
                 curve_with_band(ax, sub, "hessian_trace_ratio")
-                ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]), fontsize=7)
+                ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
+                z = _zone_row(zone, sub, variant, scaling)
+                if z is not None:  # a one-point zone is a single line
+                    ax.axvspan(z["lower"], z["upper"], color="gold", alpha=0.3, lw=0)
+                    for bound in (z["lower"], z["upper"]):
+                        ax.axvline(bound, color="darkgoldenrod", ls="--", lw=0.8)
             ax.axhline(0, color="0.4", lw=0.6)
             if i == 0:
                 ax.set_title(variant)
             if j == 0:
                 ax.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$(H)/\|H\|_F$")
-    seeds = curvature["seed"].nunique()
+    shaded = f"; dashed, shaded: zone, >= {_threshold(zone)} x peak" if zone is not None else ""
     fig.suptitle(
-        f"Excess of positive curvature at initialisation, {_title(curvature)} "
-        f"(mean and min-max over {seeds} seed{'s' * (seeds > 1)})"
+        f"Tr(H)/||H||_F at initialisation, {_title(curvature)} "
+        f"(mean, min-max over {_seeds(curvature)}{shaded})"
     )
     return fig
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
-    """Cell edges in log space around sorted grid values."""
+    """Cell edges in log space around sorted grid values (half a decade for one value)."""
     logs = np.log10(values)
     if len(logs) == 1:
         return 10 ** np.array([logs[0] - 0.5, logs[0] + 0.5])
@@ -99,79 +219,208 @@ def _edges(values: np.ndarray) -> np.ndarray:
 
 def final_rows(training: pd.DataFrame) -> pd.DataFrame:
     """The last logged row of every training cell (a diverged cell's divergence row)."""
-    keys = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
-    return training.sort_values("epoch").groupby(keys, as_index=False).tail(1)
+    return training.sort_values("epoch").groupby(FINAL_KEYS, as_index=False).tail(1)
 
 
-def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone: pd.Series | None):
-    """Seed-mean ``column`` over scale x lr_base; diverged cells crossed; zone lines."""
+def _row_norm(final: pd.DataFrame, column: str) -> Normalize:
+    """One colour scale for a heatmap row: the range of its seed-mean values."""
+    means = final.groupby(["variant", "lr_base", "scale"])[column].mean().to_numpy(float)
+    means = means[np.isfinite(means)]
+    if len(means) == 0:
+        return Normalize(0.0, 1.0)
+    lo, hi = float(means.min()), float(means.max())
+    if hi - lo < 0.02:
+        lo, hi = lo - 0.01, hi + 0.01
+    return Normalize(lo, hi)
+
+
+def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone=None):
+    """Seed-mean ``column`` over scale x lr_base; NaN grey, diverged crossed, zone dashed."""
     table = final.groupby(["lr_base", "scale"]).agg(
         value=(column, "mean"), diverged=("diverged", "any")
     )
     grid = table["value"].unstack("scale").sort_index().sort_index(axis=1)
     xs, ys = grid.columns.to_numpy(float), grid.index.to_numpy(float)
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.82")  # diverged: grey
-    mesh = ax.pcolormesh(_edges(xs), _edges(ys), grid.to_numpy(float), norm=norm, cmap=cmap)
-    diverged = table[table["diverged"]].reset_index()
-    ax.scatter(
-        diverged["scale"],
-        diverged["lr_base"],
-        marker="x",
-        color="red",
-        s=14,
-        lw=0.8,
-        label="diverged",
-    )
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.82")  # NaN: grey
+    values = np.ma.masked_invalid(grid.to_numpy(float))
+    mesh = ax.pcolormesh(_edges(xs), _edges(ys), values, norm=norm, cmap=cmap)
+    diverged = table[table["diverged"].astype(bool)].reset_index()
+    ax.scatter(diverged["scale"], diverged["lr_base"], marker="x", color="red", s=12, lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    if zone is not None and not math.isnan(zone["lower"]):
+    if zone is not None:
         for bound in (zone["lower"], zone["upper"]):
-            ax.axvline(bound, color="white", ls="--", lw=1.2)
+            ax.axvline(bound, color="white", ls="--", lw=1.1)
     return mesh
 
 
+@_styled("white")
 def figure_heatmaps(
     training: pd.DataFrame,
-    curvature: pd.DataFrame,
+    zone: pd.DataFrame | None,
     scaling: str,
     columns: Sequence[str],
-    threshold: float = 0.5,
 ) -> Figure:
-    """Final accuracy heatmaps over scale x eta0, one panel per variant, zone drawn on."""
-    sns.set_theme(style="white", context="paper")
+    """Final accuracy heatmaps over scale x eta0: a row per column, a panel per variant.
+
+    Args:
+        training: ``results/training.parquet`` rows of one pair (all logged epochs).
+        zone: ``results/goldilocks_zone.parquet`` (or None: no boundary drawn).
+        scaling: ``alpha`` or ``temperature``: which training cells to show.
+        columns: accuracies, one heatmap row each (``train_acc``, ``test_acc``).
+
+    Raises:
+        ValueError: no training rows with this scaling.
+    """
     final = final_rows(training[training["scaling"] == scaling])
-    zones = goldilocks_zone(curvature, threshold).set_index(["variant", "scaling"])
+    if final.empty:
+        raise ValueError(f"no training cells with scaling {scaling!r} to draw")
     cols = _variants(final)
-    fig = Figure(figsize=(PANEL * len(cols) + 0.8, 2.1 * len(columns) + 0.6), layout="constrained")
     # Variants sweep different ranges (T up to 10^(3L)): x is shared down a column only.
-    axes = fig.subplots(len(columns), len(cols), squeeze=False, sharex="col", sharey=True)
-    labels = {"train_acc": "final train accuracy", "test_acc": "final test accuracy"}
+    fig, axes = _figure(len(columns), len(cols), extra_height=0.7, sharex="col", sharey=True)
+    lrs = final["lr_base"]
     for i, column in enumerate(columns):
-        norm = Normalize(0.0, 1.0)
+        norm = _row_norm(final, column)
         mesh = None
         for j, variant in enumerate(cols):
             ax = axes[i, j]
             sub = final[final["variant"] == variant]
-            zone = zones.loc[(variant, scaling)] if (variant, scaling) in zones.index else None
-            mesh = accuracy_heatmap(ax, sub, column, norm, zone)
+            mesh = accuracy_heatmap(ax, sub, column, norm, _zone_row(zone, sub, variant, scaling))
             if i == 0:
                 ax.set_title(variant)
             if i == len(columns) - 1:
-                ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]), fontsize=7)
+                ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
             if j == 0:
-                ax.set_ylabel(r"base learning rate $\eta_0$")
-        fig.colorbar(mesh, ax=axes[i, :].tolist(), label=labels[column], shrink=0.9)
+                ax.set_ylabel(_range_label(r"$\eta_0$", lrs))
+        fig.colorbar(mesh, ax=axes[i, :].tolist(), label=ACCURACY_LABELS[column], shrink=0.9)
     epochs = int(training["epoch"].max())
     fig.suptitle(
-        f"Full-batch GD, {epochs} epochs, {scaling} scaling, {_title(training)}: "
-        f"dashed = Goldilocks zone (Tr/||H||_F >= {threshold:g} x peak), grey x = diverged"
+        f"Full-batch GD, {epochs} epochs, {scaling} scaling, {_title(training)}, mean over "
+        f"{_seeds(final)}\nwhite dashed: Goldilocks zone (Tr/||H||_F >= {_threshold(zone)} x "
+        "peak); red x: diverged; grey: no value"
     )
     return fig
 
 
-def figure_2(training: pd.DataFrame, curvature: pd.DataFrame, threshold: float = 0.5) -> Figure:
-    """Final train accuracy, T x eta0, per variant, with the temperature zone."""
-    return figure_heatmaps(training, curvature, "temperature", ["train_acc"], threshold)
+def figure_2(training: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figure:
+    """Final train accuracy over T x eta0, one panel per variant, temperature zone drawn on."""
+    return figure_heatmaps(training, zone, "temperature", ["train_acc"])
+
+
+@_styled("whitegrid")
+def figure_3(kl: pd.DataFrame) -> Figure:
+    """LayerNorm variants: where the logits stop scaling linearly with alpha.
+
+    Left: ``KL(softmax(alpha f_theta) || softmax(f_{alpha theta}))``, batch mean (values
+    below :data:`KL_FLOOR` drawn at it); right: ``||f_{alpha theta} - alpha f_theta||_F /
+    ||alpha f_theta||_F`` (below :data:`REL_FLOOR` drawn at it). One line per variant and
+    pair, seed mean with min-max band.
+
+    Args:
+        kl: ``results/kl_layernorm.parquet`` (or one pair's ``results/kl/`` table).
+    """
+    fig, axes = _figure(1, 2, extra_height=1.1)
+    kl_label = r"KL$(\mathrm{softmax}(\alpha f_\theta)\,\|\,\mathrm{softmax}(f_{\alpha\theta}))$"
+    rel_label = r"$\|f_{\alpha\theta}-\alpha f_\theta\|_F\,/\,\|\alpha f_\theta\|_F$"
+    panels = [("kl", kl_label, KL_FLOOR), ("logit_rel_error", rel_label, REL_FLOOR)]
+    pairs = kl[["architecture", "dataset"]].drop_duplicates().itertuples(index=False)
+    curves = [(a, d, v) for a, d in pairs for v in _variants(kl)]
+    palette = sns.color_palette("deep", len(curves))
+    for ax, (column, label, floor) in zip(axes[0], panels, strict=True):
+        for color, (arch, data, variant) in zip(palette, curves, strict=True):
+            sub = kl[(kl["architecture"] == arch) & (kl["dataset"] == data)]
+            sub = sub[sub["variant"] == variant]
+            if sub.empty:
+                continue
+            name = variant if len(curves) <= 2 else f"{arch}/{data} {variant}"
+            curve_with_band(ax, sub, column, name, color, x="alpha", floor=floor)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_xlabel(_range_label(r"weight scale $\alpha$", kl["alpha"]))
+        ax.axvline(1.0, color="0.5", lw=0.6, ls=":")
+    axes[0, 0].legend(loc="best")
+    axes[0, 0].set_title(f"batch mean (values < {KL_FLOOR:g} drawn at it)")
+    axes[0, 1].set_title(f"relative deviation of the logits (< {REL_FLOOR:g} drawn at it)")
+    batch = int(kl["batch_size"].iloc[0]) if "batch_size" in kl and len(kl) else "?"
+    fig.suptitle(
+        f"LayerNorm: linear output scaling $f_{{\\alpha\\theta}} = \\alpha f_\\theta$ against the "
+        f"actual logits, {_title(kl)}\n(float64, {batch} samples, mean, min-max over {_seeds(kl)})"
+    )
+    return fig
+
+
+def figure_4(training: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figure:
+    """Alpha scaling: final train (top) and test (bottom) accuracy over alpha x eta0."""
+    return figure_heatmaps(training, zone, "alpha", ["train_acc", "test_acc"])
+
+
+def figure_5(training: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figure:
+    """Temperature scaling: final test accuracy over T x eta0, zone drawn on."""
+    return figure_heatmaps(training, zone, "temperature", ["test_acc"])
+
+
+@_styled("whitegrid")
+def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> Figure:
+    """Hessian, G-term and H-term against the scale, per variant (Vysogorets et al., fig. 2).
+
+    Two rows per scaling: ``Tr/||.||_F`` of ``R^T M R`` and its spectral norm (log axis;
+    an exactly zero G-term, from a saturated softmax, leaves a gap), for M = H, G, H - G.
+    Columns are the variants; seed mean with min-max band.
+
+    Args:
+        curvature: ``results/curvature.parquet`` rows (one pair).
+        scalings: which scalings to show (default: those present, alpha, joint, temperature).
+    """
+    present = set(curvature["scaling"])
+    rows = [s for s in (scalings or ("alpha", "joint", "temperature")) if s in present]
+    cols = _variants(curvature)
+    fig, axes = _figure(2 * len(rows), len(cols), extra_height=0.8)
+    colors = dict(zip(MATRICES, sns.color_palette("deep", 3), strict=True))
+    for i, scaling in enumerate(rows):
+        for j, variant in enumerate(cols):
+            top, bottom = axes[2 * i, j], axes[2 * i + 1, j]
+            bottom.sharex(top)  # the same scales; other scalings span other ranges
+            top.tick_params(labelbottom=False)
+            sub = curvature[(curvature["scaling"] == scaling) & (curvature["variant"] == variant)]
+            for m, name in MATRICES.items():
+                if f"{m}_trace_ratio" not in sub or sub.empty:
+                    continue
+                curve_with_band(top, sub, f"{m}_trace_ratio", name, colors[m])
+                spectral = sub.assign(
+                    **{
+                        f"{m}_spectral_norm": sub[f"{m}_spectral_norm"].where(
+                            sub[f"{m}_spectral_norm"] > 0
+                        )
+                    }
+                )
+                curve_with_band(bottom, spectral, f"{m}_spectral_norm", name, colors[m])
+            top.axhline(0, color="0.4", lw=0.6)
+            bottom.set_yscale("log")
+            if not sub.empty:
+                bottom.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
+            if i == 0:
+                top.set_title(variant)
+            if j == 0:
+                top.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$/\|\cdot\|_F$")
+                bottom.set_ylabel(r"spectral norm $\|\cdot\|_2$")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=3)
+    fig.suptitle(
+        f"Hessian = G-term + H-term on the projected subspace, {_title(curvature)} "
+        f"(mean, min-max over {_seeds(curvature)})"
+    )
+    return fig
+
+
+FIGURES: dict[int, Callable[..., Figure]] = {
+    1: figure_1,
+    2: figure_2,
+    3: figure_3,
+    4: figure_4,
+    5: figure_5,
+    6: figure_6,
+}
 
 
 def save(fig: Figure, paths: Sequence[str | Path]) -> None:

@@ -315,3 +315,43 @@ def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, me
         return {k: v for k, v in row.items() if k.split("_", 1)[0] in MATRICES}
 
     return probe
+
+
+def kl_pair(
+    init_paths: list[str], output: str, log: str, keys: Mapping, params: Mapping, threads: int = 0
+) -> None:
+    """KL stage (figure 3): the output-scaling KL of one pair's LayerNorm variants.
+
+    One row per (variant, seed, alpha): ``init_paths[i]`` is the init file of
+    ``params["cells"][i] = (variant, seed)``; the batch is that seed's curvature batch,
+    everything in float64 (:mod:`goldilocks.output_scaling`). alpha runs over
+    ``params["scales"]`` (the ``alpha_linear`` grid spec, times ``L`` of the variant).
+    """
+    import pandas as pd
+
+    from goldilocks.architectures import DATASET_SHAPES, depth
+    from goldilocks.grid import log_grid
+    from goldilocks.models import build_model
+    from goldilocks.output_scaling import output_scaling_table
+
+    configure_torch(threads)
+    with job_log(log) as logger:
+        start = time.perf_counter()
+        arch, dataset = keys["architecture"], keys["dataset"]
+        shape, classes = DATASET_SHAPES[dataset]
+        frames = []
+        for path, (variant, seed) in zip(init_paths, params["cells"], strict=True):
+            init = load(path)
+            model = build_model(arch, variant, shape, classes)
+            alphas = log_grid(params["scales"], depth(arch, variant).depth)
+            frame = output_scaling_table(model, init["params"], init["batch_x"], alphas)
+            for i, (k, v) in enumerate(
+                {"architecture": arch, "dataset": dataset, "variant": variant, "seed": seed}.items()
+            ):
+                frame.insert(i, k, v)
+            frame["batch_size"] = len(init["batch_x"])
+            frames.append(frame)
+            logger.info("kl %s/%s seed %d: max KL %.3g", arch, variant, seed, frame["kl"].max())
+        write_parquet_atomic(pd.concat(frames, ignore_index=True), output)
+        seconds = time.perf_counter() - start
+        logger.info("kl %s_%s: %d rows in %.2f s", arch, dataset, sum(map(len, frames)), seconds)

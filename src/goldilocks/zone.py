@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 KEYS = ["architecture", "dataset", "variant", "scaling"]
-COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value"]
+COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value", "threshold"]
 
 
 def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -49,7 +49,11 @@ def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) 
 
 
 def goldilocks_zone(curvature: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """One zone row per (architecture, dataset, variant, scaling) of ``curvature``."""
+    """One zone row per (architecture, dataset, variant, scaling) of ``curvature``.
+
+    Columns: the keys, ``lower``, ``upper``, ``peak_scale``, ``peak_value`` (see
+    :func:`zone_bounds`) and ``threshold``, so a saved table says how it was made.
+    """
     rows = []
     for key, group in curvature.groupby(KEYS, sort=True):
         mean = group.groupby("scale")["hessian_trace_ratio"].mean()
@@ -57,6 +61,7 @@ def goldilocks_zone(curvature: pd.DataFrame, threshold: float = 0.5) -> pd.DataF
             {
                 **dict(zip(KEYS, key, strict=True)),
                 **zone_bounds(mean.index.to_numpy(), mean.to_numpy(), threshold),
+                "threshold": float(threshold),
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,15 +1,19 @@
-# Aggregate stage: per-cell Parquet files into per-pair tables (what a figure of one pair
-# needs), then the tables of SPEC section 9 under results/.
+# Aggregate stage: per-cell Parquet files into one table per architecture/dataset pair and
+# scaling (a figure reads only the parts it draws; the curvature part brings its
+# Goldilocks zone), then the tables of SPEC section 9 under results/.
 
 
 rule aggregate_curvature:
     input:
         curvature_files,
     output:
-        table=PAIR_TABLE.replace("{kind}", "curvature"),
-        layers=PAIR_TABLE.replace("{kind}", "layer_ratios"),
+        table=TABLE.replace("{kind}", "curvature"),
+        layers=TABLE.replace("{kind}", "layer_ratios"),
+        zone=TABLE.replace("{kind}", "zone"),
     log:
-        "logs/aggregate/curvature_{architecture}_{dataset}.log",
+        "logs/aggregate/curvature_{architecture}_{dataset}_{scaling}.log",
+    params:
+        threshold=config["figures"]["zone_threshold"],
     conda:
         "../../envs/goldilocks.yaml"
     script:
@@ -20,9 +24,9 @@ rule aggregate_training:
     input:
         train_files,
     output:
-        table=PAIR_TABLE.replace("{kind}", "training"),
+        table=TABLE.replace("{kind}", "training"),
     log:
-        "logs/aggregate/training_{architecture}_{dataset}.log",
+        "logs/aggregate/training_{architecture}_{dataset}_{scaling}.log",
     conda:
         "../../envs/goldilocks.yaml"
     script:
@@ -31,18 +35,19 @@ rule aggregate_training:
 
 rule tables:
     input:
-        curvature=pair_tables("curvature"),
-        layers=pair_tables("layer_ratios"),
-        training=pair_tables("training") if TRAINING else [],
+        curvature=table_parts("curvature"),
+        layers=table_parts("layer_ratios"),
+        zone=table_parts("zone"),
+        training=table_parts("training") if TRAINING else [],
+        kl=kl_tables(),
     output:
         curvature="results/curvature.parquet",
         layers="results/layer_ratios.parquet",
         zone="results/goldilocks_zone.parquet",
         training="results/training.parquet" if TRAINING else [],
+        kl="results/kl_layernorm.parquet" if KL_CELLS else [],
     log:
         "logs/aggregate/tables.log",
-    params:
-        threshold=config["figures"]["zone_threshold"],
     conda:
         "../../envs/goldilocks.yaml"
     script:

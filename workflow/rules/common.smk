@@ -30,6 +30,33 @@ CURVATURE_CELLS = grid.curvature_cells(config)
 TRAIN_CELLS = grid.train_cells(config)
 PAIRS = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
 TRAINING = bool(TRAIN_CELLS)
+# Scalings with curvature cells (zone, figures 1 and 6) and with training cells (2, 4, 5).
+SCALINGS_OF = {
+    "curvature": list(config["curvature"]["scalings"]),
+    "training": list(config["training"]["scalings"]) if TRAINING else [],
+}
+# Figure 3: the LayerNorm variants of the config, with every seed.
+KL_CELLS = [
+    (v, s) for v in config["variants"] if v in grid.LINEAR_OUTPUT_VARIANTS for s in config["seeds"]
+]
+# Per figure: the tables it is drawn from (kind: scalings; None = every configured one),
+# and what the config must have for the figure to have data.
+FIGURES = (1, 2, 3, 4, 5, 6)
+FIGURE_INPUTS = {
+    1: {"curvature": None, "zone": None},
+    2: {"training": ["temperature"], "zone": ["temperature"]},
+    3: {"kl": None},
+    4: {"training": ["alpha"], "zone": ["alpha"]},
+    5: {"training": ["temperature"], "zone": ["temperature"]},
+    6: {"curvature": None},
+}
+TRAINED = "in training.scalings (and training.enabled: true)"
+FIGURE_NEEDS = {
+    2: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
+    3: ("'layernorm' or 'combined' in variants", bool(KL_CELLS)),
+    4: (f"'alpha' {TRAINED}", "alpha" in SCALINGS_OF["training"]),
+    5: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
+}
 
 wildcard_constraints:
     architecture="|".join(ARCHITECTURES),
@@ -50,38 +77,115 @@ def job(name):
 
 
 def curvature_files(wildcards):
-    """Curvature cell files of one architecture/dataset pair."""
+    """Curvature cell files of one architecture/dataset pair and scaling."""
+    keys = (wildcards.architecture, wildcards.dataset, wildcards.scaling)
     return [
         CURVATURE_PATTERN.format(**vars(c))
         for c in CURVATURE_CELLS
-        if (c.architecture, c.dataset) == (wildcards.architecture, wildcards.dataset)
+        if (c.architecture, c.dataset, c.scaling) == keys
     ]
 
 
 def train_files(wildcards):
-    """Training cell files of one architecture/dataset pair."""
+    """Training cell files of one architecture/dataset pair and scaling."""
+    keys = (wildcards.architecture, wildcards.dataset, wildcards.scaling)
     return [
         TRAIN_PATTERN.format(**vars(c))
         for c in TRAIN_CELLS
-        if (c.architecture, c.dataset) == (wildcards.architecture, wildcards.dataset)
+        if (c.architecture, c.dataset, c.scaling) == keys
     ]
 
 
-def pair_tables(kind):
-    """Per-pair aggregated tables of ``kind`` (curvature or training)."""
-    return [PAIR_TABLE.format(kind=kind, architecture=a, dataset=d) for a, d in PAIRS]
+def table_parts(kind, scalings=None, **pair):
+    """Aggregated tables of ``kind``, one per pair and scaling (``pair``: just that one).
+
+    ``scalings``: those wanted (default every configured one); unconfigured ones are
+    left out. ``kind`` curvature, layer_ratios or zone come from the curvature cells,
+    training from the training cells.
+    """
+    configured = SCALINGS_OF["training" if kind == "training" else "curvature"]
+    pairs = [(pair["architecture"], pair["dataset"])] if pair else PAIRS
+    return [
+        TABLE.format(kind=kind, architecture=a, dataset=d, scaling=s)
+        for a, d in pairs
+        for s in configured
+        if scalings is None or s in scalings
+    ]
+
+
+def kl_tables():
+    """Figure 3's table of every pair, when the config has LayerNorm variants."""
+    return [KL_TABLE.format(architecture=a, dataset=d) for a, d in PAIRS] if KL_CELLS else []
+
+
+def kl_scales():
+    """Figure 3's alpha grid spec: the alpha_linear range with figures.kl_num points."""
+    spec = dict(config["curvature"]["scales"]["alpha_linear"])
+    if config["figures"]["kl_num"]:
+        spec["num"] = config["figures"]["kl_num"]
+    return spec
+
+
+def kl_init_files(wildcards):
+    """Init files of the pair's LayerNorm variants, one per variant and seed (figure 3)."""
+    return [INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s) for v, s in KL_CELLS]
+
+
+def figure_problem(n):
+    """Why figure ``n`` cannot be drawn from this config, or None when it can."""
+    requirement, present = FIGURE_NEEDS.get(n, ("", True))
+    return None if present else f"figure {n} needs {requirement}"
+
+
+def figure_tables(n):
+    """Input function: the pair tables figure ``n`` is drawn from, by name.
+
+    A figure whose data the config does not produce stops the DAG build with one line.
+    """
+
+    def tables(wildcards):
+        keys = dict(wildcards.items())
+        problem = figure_problem(n)
+        if problem:
+            sys.exit(f"goldilocks: {problem}; asked for {FIGURE.format(n=n, ext='pdf', **keys)}")
+        return {
+            kind: KL_TABLE.format(**keys) if kind == "kl" else table_parts(kind, scalings, **keys)
+            for kind, scalings in FIGURE_INPUTS[n].items()
+        }
+
+    return tables
+
+
+def figure_files(n):
+    """Input function: PDF and PNG of figure ``n`` for every configured pair."""
+
+    def files(wildcards):
+        problem = figure_problem(n)
+        if problem:
+            sys.exit(f"goldilocks: {problem}; asked for rule fig{n}")
+        return [
+            FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
+            for a, d in PAIRS
+            for e in ("pdf", "png")
+        ]
+
+    return files
 
 
 def final_targets():
-    """The default targets: the tables, figure 1, and figure 2 when training is on."""
+    """The default targets: the tables and every figure the config has data for."""
     targets = ["results/curvature.parquet", "results/goldilocks_zone.parquet"]
-    numbers = [1]
     if TRAINING:
         targets.append("results/training.parquet")
-        numbers.append(2)
-    for a, d in PAIRS:
-        for n in numbers:
-            targets += [FIGURE.format(n=n, architecture=a, dataset=d, ext=e) for e in ("pdf", "png")]
+    if KL_CELLS:
+        targets.append("results/kl_layernorm.parquet")
+    for n in FIGURES:
+        if figure_problem(n) is None:
+            targets += [
+                FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
+                for a, d in PAIRS
+                for e in ("pdf", "png")
+            ]
     return targets
 
 
@@ -92,5 +196,7 @@ TRAIN_PATTERN = (
     "results/train/{architecture}_{dataset}/{variant}/{scaling}/"
     "scale{scale}_lr{lr_base}_seed{seed}.parquet"
 )
-PAIR_TABLE = "results/aggregate/{kind}_{architecture}_{dataset}.parquet"
+TABLE = "results/aggregate/{kind}_{architecture}_{dataset}_{scaling}.parquet"
+INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
+KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
 FIGURE = "results/figures/fig{n}_{architecture}_{dataset}.{ext}"

@@ -1,37 +1,43 @@
-# Figures stage: each figure of one architecture/dataset pair is its own target
-# (results/figures/fig<N>_<architecture>_<dataset>.{pdf,png}) and needs only its pair.
+# Figures stage: figure N of one architecture/dataset pair is its own target,
+# results/figures/fig<N>_<architecture>_<dataset>.{pdf,png}, drawn from that pair's tables
+# only (FIGURE_INPUTS in common.smk says which), by rule figure_<N>; rule fig<N> builds
+# figure N of every configured pair (`snakemake fig4`). The PNGs go into
+# `snakemake --report` with the captions workflow/report/fig<N>.rst. Asking for a figure
+# whose data the config does not produce stops the DAG build with one line.
+#
+#   1  Tr(H)/||H||_F against the scale: rows alpha / joint / temperature, columns variants
+#   2  final train accuracy over T x eta0, one panel per variant, temperature zone drawn on
+#   3  LayerNorm variants: KL(softmax(alpha f) || softmax(f_alpha)) against alpha
+#   4  alpha scaling: final train (top) and test (bottom) accuracy over alpha x eta0, zone
+#   5  temperature scaling: final test accuracy over T x eta0, zone
+#   6  Tr/||.||_F and spectral norm of Hessian, G-term and H-term against the scale
 
+for n in FIGURES:
 
-rule figure_1:
-    input:
-        curvature=PAIR_TABLE.replace("{kind}", "curvature"),
-    output:
-        pdf="results/figures/fig1_{architecture}_{dataset}.pdf",
-        png="results/figures/fig1_{architecture}_{dataset}.png",
-    log:
-        "logs/figures/fig1_{architecture}_{dataset}.log",
-    params:
-        number=1,
-        threshold=config["figures"]["zone_threshold"],
-    conda:
-        "../../envs/goldilocks.yaml"
-    script:
-        "../scripts/figure.py"
+    rule:
+        name:
+            f"figure_{n}"
+        input:
+            unpack(figure_tables(n)),
+        output:
+            pdf=f"results/figures/fig{n}_{{architecture}}_{{dataset}}.pdf",
+            png=report(
+                f"results/figures/fig{n}_{{architecture}}_{{dataset}}.png",
+                caption=f"../report/fig{n}.rst",
+                category=f"Figure {n}",
+                labels={"architecture": "{architecture}", "dataset": "{dataset}"},
+            ),
+        log:
+            f"logs/figures/fig{n}_{{architecture}}_{{dataset}}.log",
+        params:
+            number=n,
+        conda:
+            "../../envs/goldilocks.yaml"
+        script:
+            "../scripts/figure.py"
 
-
-rule figure_2:
-    input:
-        curvature=PAIR_TABLE.replace("{kind}", "curvature"),
-        training=PAIR_TABLE.replace("{kind}", "training"),
-    output:
-        pdf="results/figures/fig2_{architecture}_{dataset}.pdf",
-        png="results/figures/fig2_{architecture}_{dataset}.png",
-    log:
-        "logs/figures/fig2_{architecture}_{dataset}.log",
-    params:
-        number=2,
-        threshold=config["figures"]["zone_threshold"],
-    conda:
-        "../../envs/goldilocks.yaml"
-    script:
-        "../scripts/figure.py"
+    rule:
+        name:
+            f"fig{n}"
+        input:
+            figure_files(n),

@@ -6,7 +6,7 @@ rule init:
     input:
         data=rules.data.output[0],
     output:
-        "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt",
+        INIT_PATTERN,
     log:
         "logs/init/{architecture}_{dataset}/{variant}/seed{seed}.log",
     params:

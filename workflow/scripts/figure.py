@@ -1,16 +1,16 @@
-"""Render figure ``params.number`` of one pair from its tables."""
+"""Render figure ``params.number`` of one pair from its tables (inputs named by table)."""
 
 import sys
 
-import pandas as pd
-
 from goldilocks import figures
+from goldilocks.aggregate import concat_cells
 
 sm = snakemake  # noqa: F821
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
-tables = {name: pd.read_parquet(path) for name, path in sm.input.items()}
-if sm.params.number == 1:
-    fig = figures.figure_1(tables["curvature"])
-else:
-    fig = figures.figure_2(tables["training"], tables["curvature"], sm.params.threshold)
+# Each input name lists the table's parts (one per scaling); no part: no table (no zone).
+tables = {
+    name: concat_cells([paths] if isinstance(paths, str) else list(paths)) if paths else None
+    for name, paths in sm.input.items()
+}
+fig = figures.FIGURES[sm.params.number](**tables)
 figures.save(fig, [sm.output.pdf, sm.output.png])

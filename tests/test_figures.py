@@ -1,0 +1,169 @@
+"""Every figure renders from tiny hand-made tables, edge cases included."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import QuadMesh
+
+from goldilocks import figures
+from goldilocks.zone import goldilocks_zone
+
+PAIR = {"architecture": "lenet300100", "dataset": "synthetic"}
+VARIANTS = ["homogeneous", "layernorm"]
+SCALES = [1e-2, 1e-1, 1.0, 1e1, 1e2]
+
+
+def curvature_table(scales=SCALES, seeds=(0, 1)) -> pd.DataFrame:
+    rows = []
+    for variant, scaling, scale, seed in itertools.product(
+        VARIANTS, ("alpha", "temperature", "joint"), scales, seeds
+    ):
+        bump = float(np.exp(-(np.log10(scale) ** 2)))
+        row = {**PAIR, "variant": variant, "scaling": scaling, "scale": scale, "seed": seed}
+        for m, sign in (("hessian", 1.0), ("gterm", 1.0), ("hterm", -0.5)):
+            row[f"{m}_trace_ratio"] = sign * bump + 0.01 * seed
+            row[f"{m}_spectral_norm"] = scale**-2
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    # A saturated cell: every ratio NaN, G exactly zero.
+    saturated = (frame["scale"] == scales[-1]) & (frame["scaling"] == "temperature")
+    frame.loc[saturated, [c for c in frame if c.endswith("trace_ratio")]] = np.nan
+    frame.loc[saturated, "gterm_spectral_norm"] = 0.0
+    return frame
+
+
+def training_table(scales=SCALES[1:4], lrs=(0.01, 0.1), seeds=(0, 1)) -> pd.DataFrame:
+    rows = []
+    for variant, scaling, scale, lr, seed in itertools.product(
+        VARIANTS, ("alpha", "temperature"), scales, lrs, seeds
+    ):
+        cell = {**PAIR, "variant": variant, "scaling": scaling, "scale": scale, "lr_base": lr}
+        cell["seed"] = seed
+        diverged = scale == max(scales) and lr == max(lrs)
+        for epoch in (0, 10):
+            acc = 0.1 if epoch == 0 else 0.5 + 0.1 * np.log10(scale) + lr
+            rows.append(
+                {
+                    **cell,
+                    "epoch": epoch,
+                    "train_acc": np.nan if diverged and epoch else acc,
+                    "test_acc": np.nan if diverged and epoch else acc - 0.05,
+                    "diverged": bool(diverged and epoch),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def kl_table() -> pd.DataFrame:
+    rows = []
+    for variant, seed, alpha in itertools.product(
+        ("layernorm", "combined"), (0, 1), [1e-6, 1e-3, 1.0, 1e3]
+    ):
+        kl = 0.0 if alpha >= 1 else 1e-7 * alpha
+        rows.append(
+            {
+                **PAIR,
+                "variant": variant,
+                "seed": seed,
+                "alpha": alpha,
+                "kl": kl,
+                "kl_max": 2 * kl,
+                "logit_rel_error": 1.0 if alpha < 1 else 1e-6 * (seed + 1),
+                "batch_size": 32,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def render(fig) -> None:
+    fig.canvas.draw()  # layout and every artist, as savefig does
+    assert fig.get_figwidth() == pytest.approx(figures.WIDTH)
+
+
+def meshes(fig) -> list[QuadMesh]:
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    return [c for ax in panels for c in ax.collections if isinstance(c, QuadMesh)]
+
+
+def test_figure_1_curves_and_zone():
+    curvature = curvature_table()
+    fig = figures.figure_1(curvature, goldilocks_zone(curvature))
+    render(fig)
+    assert len(fig.axes) == 3 * len(VARIANTS)
+    assert "10^{-2}" in fig.axes[0].get_xlabel() and "10^{2}" in fig.axes[0].get_xlabel()
+
+
+def test_figure_2_and_5_heatmaps_with_diverged_cells():
+    training, curvature = training_table(), curvature_table()
+    zone = goldilocks_zone(curvature)
+    for draw in (figures.figure_2, figures.figure_5):
+        fig = draw(training, zone)
+        render(fig)
+        assert len(meshes(fig)) == len(VARIANTS)
+        # The diverged cell is a NaN (grey) value and a red cross.
+        assert np.ma.getmaskarray(meshes(fig)[0].get_array()).sum() == 1
+        assert sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections) > len(VARIANTS)
+
+
+def test_figure_4_one_colour_scale_per_row():
+    training = training_table()
+    fig = figures.figure_4(training, goldilocks_zone(curvature_table()))
+    render(fig)
+    rows = [meshes(fig)[: len(VARIANTS)], meshes(fig)[len(VARIANTS) :]]
+    for row in rows:
+        assert len({(m.norm.vmin, m.norm.vmax) for m in row}) == 1
+    assert rows[0][0].norm.vmax != rows[1][0].norm.vmax  # train and test rows differ
+
+
+def test_heatmaps_single_scale_single_lr_and_all_nan():
+    training = training_table(scales=[1.0], lrs=(0.1,), seeds=(0,))
+    render(figures.figure_4(training, None))
+    training["test_acc"] = np.nan
+    render(figures.figure_5(training, goldilocks_zone(curvature_table())))
+
+
+def test_heatmap_without_the_scaling_says_so():
+    training = training_table()
+    with pytest.raises(ValueError, match="no training cells with scaling 'alpha'"):
+        figures.figure_4(training[training["scaling"] == "temperature"], None)
+
+
+def test_figure_3_kl_floor_and_bands():
+    fig = figures.figure_3(kl_table())
+    render(fig)
+    kl_axis = fig.axes[0]
+    assert kl_axis.get_yscale() == "log"
+    curves = [line for line in kl_axis.get_lines() if line.get_marker() == "o"]
+    assert len(curves) == 2
+    lowest = min(np.min(line.get_ydata()) for line in curves)
+    assert lowest == figures.KL_FLOOR  # exact zeros drawn at the floor, not dropped
+    assert len(kl_axis.get_legend().get_texts()) == 2
+
+
+def test_figure_6_three_matrices_with_nan_and_zero():
+    curvature = curvature_table()
+    fig = figures.figure_6(curvature)
+    render(fig)
+    assert len(fig.axes) == 2 * 3 * len(VARIANTS)
+    assert len(fig.legends[0].get_texts()) == 3
+    render(figures.figure_6(curvature, scalings=["temperature"]))
+
+
+def test_line_figures_with_a_single_scale():
+    curvature = curvature_table(scales=[1.0], seeds=(0,))
+    render(figures.figure_1(curvature))
+    render(figures.figure_6(curvature))
+    kl = kl_table()
+    render(figures.figure_3(kl[kl["alpha"] == 1e-3]))
+
+
+def test_save_writes_pdf_and_png(tmp_path):
+    fig = figures.figure_1(curvature_table())
+    paths = [tmp_path / "f.pdf", tmp_path / "f.png"]
+    figures.save(fig, paths)
+    assert paths[0].read_bytes()[:4] == b"%PDF"
+    assert paths[1].read_bytes()[:4] == b"\x89PNG"

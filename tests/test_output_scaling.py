@@ -1,0 +1,42 @@
+"""The output-scaling KL of figure 3 on tiny models (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_case
+
+from goldilocks.output_scaling import output_scaling_table, scaled_output_kl
+
+
+@pytest.mark.parametrize("variant", ["layernorm", "combined"])
+def test_linear_regime_and_eps_regime(variant):
+    model, params, x, _ = tiny_case("lenet300100", variant, n=16)
+    table = output_scaling_table(model, params, x, [1e-8, 1e-3, 1.0, 1e2, 1e4])
+    by_alpha = table.set_index("alpha")
+    assert (table[["kl", "kl_max", "logit_rel_error"]] >= 0).all().all()
+    assert by_alpha.loc[1.0, "kl"] == 0.0 and by_alpha.loc[1.0, "logit_rel_error"] == 0.0
+    # Large alpha: LayerNorm cancels the scale, the logits are alpha f up to eps/var.
+    assert by_alpha.loc[1e4, "logit_rel_error"] < 1e-3
+    # Tiny alpha: eps dominates the variance, the logits no longer follow alpha f.
+    assert by_alpha.loc[1e-8, "logit_rel_error"] > 0.5
+    assert by_alpha.loc[1e-3, "kl"] > 1e3 * max(by_alpha.loc[1e4, "kl"], 1e-30)
+    assert (table["kl_max"] >= table["kl"]).all()
+
+
+def test_homogeneous_control_has_the_depth_power():
+    # Without LayerNorm f(alpha theta) = alpha^L f(theta): the linear prediction is off by
+    # alpha^(L-1) - 1 in relative terms, and the KL is far from 0 at large alpha.
+    model, params, x, _ = tiny_case("lenet300100", "homogeneous", n=16)
+    out = scaled_output_kl(model, params, x, 10.0)
+    assert out["logit_rel_error"] == pytest.approx(10.0**2 - 1, rel=1e-10)
+    assert out["kl"] > 1e-3
+
+
+def test_computed_in_float64_from_float32_inputs():
+    model, params, x, _ = tiny_case("lenet300100", "layernorm", n=8)
+    low = {k: v.to(torch.float32) for k, v in params.items()}
+    widened = {k: v.to(torch.float64) for k, v in low.items()}
+    for alpha in (1e-6, 1e3):
+        got = scaled_output_kl(model, low, x.to(torch.float32), alpha)
+        assert got == scaled_output_kl(model, widened, x.to(torch.float32).double(), alpha)
