@@ -92,5 +92,9 @@ TRAIN_PATTERN = (
     "results/train/{architecture}_{dataset}/{variant}/{scaling}/"
     "scale{scale}_lr{lr_base}_seed{seed}.parquet"
 )
+# Training checkpoints: side files of running train jobs, deleted when the cell finishes.
+CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
+    ".parquet", ".pt"
+)
 PAIR_TABLE = "results/aggregate/{kind}_{architecture}_{dataset}.parquet"
 FIGURE = "results/figures/fig{n}_{architecture}_{dataset}.{ext}"

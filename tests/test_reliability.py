@@ -1,0 +1,121 @@
+"""Faults through the real Snakemake CLI: a killed run resumes, overflow and divergence
+are data, and the thread layout does not change a single bit of the results.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_workflow import ROOT, SNAKEMAKE, TINY, jobs_run, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+#: The tiny grid with training long enough (a few seconds per cell) to be killed in.
+LONG = yaml.safe_load(yaml.safe_dump(TINY))
+LONG["training"].update(epochs=100, log_every=20, checkpoint_every=5)
+for grid in LONG["curvature"]["scales"].values():
+    grid["num"] = 1  # 6 curvature cells
+CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
+
+
+def cells(workdir: Path, stage: str) -> pd.DataFrame:
+    """All cell files of ``stage``, stacked in path order, without the wall-clock time."""
+    paths = sorted((workdir / "results" / stage).rglob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return frame.drop(columns="compute_seconds")
+
+
+def mtimes(workdir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
+
+
+def acknowledged(workdir: Path, stage: str) -> set[Path]:
+    """Cell files of ``stage`` that Snakemake has recorded as complete.
+
+    Between the job's atomic rename and Snakemake's bookkeeping a file exists but is
+    still marked incomplete (``.snakemake/incomplete/<base64 of its path>``); a run killed
+    in that window recomputes it under ``--rerun-incomplete``, as it should.
+    """
+    marks = workdir / ".snakemake/incomplete"
+    incomplete = {
+        base64.urlsafe_b64decode(m.name).decode()
+        for m in (marks.iterdir() if marks.exists() else [])
+        if m.is_file() and not m.name.startswith("migration")
+    }
+    return {
+        p
+        for p in (workdir / "results" / stage).rglob("*.parquet")
+        if str(p.relative_to(workdir)) not in incomplete
+    }
+
+
+def kill_when(workdir: Path, ready, timeout: float = 120) -> None:
+    """Start the cell stages, SIGKILL Snakemake's process group once ``ready()``."""
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    proc = subprocess.Popen(
+        [*cmd, "--cores", "2", *CELL_STAGES],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "never ready to be killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for workdir in (reference, killed):
+        workdir.mkdir()
+        write_config(workdir, LONG)
+    # Uninterrupted, one cell at a time.
+    snakemake(reference, "--cores", "1", *CELL_STAGES)
+
+    # Two cells at a time, killed while training: one cell finished, one checkpointed.
+    def ready() -> bool:
+        return bool(acknowledged(killed, "train")) and any(
+            (killed / "results/checkpoints").rglob("*.pt")
+        )
+
+    kill_when(killed, ready)
+    before = mtimes(killed)
+    finished = acknowledged(killed, "train") | acknowledged(killed, "curvature")
+    n_train = len(acknowledged(killed, "train"))
+    interrupted = list((killed / "results/checkpoints").rglob("*.pt"))
+    assert n_train and interrupted
+
+    # The lock survives a SIGKILL; the profile sets --rerun-incomplete.
+    snakemake(killed, "--unlock")
+    rerun = snakemake(killed, *CELL_STAGES)
+    assert jobs_run(rerun, "train") == 4 - n_train
+    assert jobs_run(rerun, "init") == 0 and jobs_run(rerun, "data") == 0
+    after = mtimes(killed)
+    for path in finished:  # every finished cell kept, not recomputed
+        assert after[path] == before[path], path
+    for checkpoint in interrupted:
+        log = Path(
+            str(checkpoint).replace("/results/checkpoints/", "/logs/train/").replace(".pt", ".log")
+        )
+        assert "checkpoint: resumed from" in log.read_text()
+    assert not list((killed / "results/checkpoints").rglob("*.pt"))  # removed when done
+
+    # Bit-identical to the uninterrupted run on one core, in both stages.
+    for stage in ("train", "curvature"):
+        pd.testing.assert_frame_equal(
+            cells(killed, stage), cells(reference, stage), check_exact=True
+        )
