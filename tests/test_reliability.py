@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from math import inf
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 #: The tiny grid with training long enough (a few seconds per cell) to be killed in.
 LONG = yaml.safe_load(yaml.safe_dump(TINY))
-LONG["training"].update(epochs=100, log_every=20, checkpoint_every=5)
+LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5)
 for grid in LONG["curvature"]["scales"].values():
     grid["num"] = 1  # 6 curvature cells
 CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
@@ -57,16 +58,20 @@ def acknowledged(workdir: Path, stage: str) -> set[Path]:
     }
 
 
-def kill_when(workdir: Path, ready, timeout: float = 120) -> None:
-    """Start the cell stages, SIGKILL Snakemake's process group once ``ready()``."""
+def start(workdir: Path, cores: int) -> subprocess.Popen:
+    """The cell stages in the background, in a process group of their own."""
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
-    proc = subprocess.Popen(
-        [*cmd, "--cores", "2", *CELL_STAGES],
+    return subprocess.Popen(
+        [*cmd, "--cores", str(cores), *CELL_STAGES],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    """SIGKILL the process group of ``proc`` once ``ready()``."""
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -83,8 +88,8 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     for workdir in (reference, killed):
         workdir.mkdir()
         write_config(workdir, LONG)
-    # Uninterrupted, one cell at a time.
-    snakemake(reference, "--cores", "1", *CELL_STAGES)
+    # Uninterrupted, one cell at a time, alongside the run to be killed.
+    uninterrupted = start(reference, 1)
 
     # Two cells at a time, killed while training: one cell finished, one checkpointed.
     def ready() -> bool:
@@ -92,7 +97,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
             (killed / "results/checkpoints").rglob("*.pt")
         )
 
-    kill_when(killed, ready)
+    kill_when(start(killed, 2), ready)
     before = mtimes(killed)
     finished = acknowledged(killed, "train") | acknowledged(killed, "curvature")
     n_train = len(acknowledged(killed, "train"))
@@ -115,7 +120,49 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     assert not list((killed / "results/checkpoints").rglob("*.pt"))  # removed when done
 
     # Bit-identical to the uninterrupted run on one core, in both stages.
+    assert uninterrupted.wait(timeout=300) == 0
     for stage in ("train", "curvature"):
         pd.testing.assert_frame_equal(
             cells(killed, stage), cells(reference, stage), check_exact=True
         )
+
+
+def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    # alpha = 1e120: the float64 curvature overflows (L = 3: logits ~ 1e360), float32
+    # training is non-finite at once, and joint's T = alpha^3 is inf. eta0 = 1000 makes
+    # finite cells diverge after a few steps.
+    config["curvature"]["scales"]["alpha"]["extra"] = [1e120]
+    config["training"]["scalings"] = ["temperature", "alpha"]
+    config["training"]["scales"]["alpha"]["extra"] = [1e120]
+    config["training"]["lr_base"] = [0.1, 1000.0]
+    write_config(tmp_path, config)
+    snakemake(tmp_path)
+
+    curvature = pd.read_parquet(tmp_path / "results/curvature.parquet")
+    extreme = curvature["scale"] == 1e120
+    assert extreme.sum() == 4  # alpha and joint, two variants
+    assert curvature.loc[extreme, "nonfinite"].all()
+    assert curvature.loc[extreme, "hessian_trace_ratio"].isna().all()
+    assert not curvature.loc[~extreme, "nonfinite"].any()
+    assert (curvature.loc[extreme & (curvature["scaling"] == "joint"), "temperature"] == inf).all()
+
+    training = pd.read_parquet(tmp_path / "results/training.parquet")
+    keys = ["variant", "scaling", "scale", "lr_base"]
+    final = training.sort_values("epoch").groupby(keys).tail(1).set_index(keys)
+    assert final["diverged"].xs(1e120, level="scale").all()
+    assert (final["diverged_epoch"].xs(1e120, level="scale") == 0).all()
+    assert final["diverged"].xs(1000.0, level="lr_base").all()
+    assert (final["diverged_epoch"].xs(1000.0, level="lr_base") > 0).any()
+    assert not final["diverged"].xs(0.1, level="lr_base").drop(1e120, level="scale").any()
+    assert final.loc[final["diverged"], "train_acc"].isna().all()
+    # A diverged cell is diverged in all its rows, with one epoch.
+    per_cell = training.groupby(keys)
+    assert (per_cell["diverged"].nunique() == 1).all()
+
+    zone = pd.read_parquet(tmp_path / "results/goldilocks_zone.parquet")
+    assert len(zone) == 6 and zone["peak_value"].notna().all()
+    for n in (1, 2):
+        assert (
+            tmp_path / f"results/figures/fig{n}_lenet300100_synthetic.png"
+        ).stat().st_size > 10_000
