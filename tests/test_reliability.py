@@ -83,13 +83,24 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
         proc.wait()
 
 
-def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    for workdir in (reference, killed):
-        workdir.mkdir()
-        write_config(workdir, LONG)
-    # Uninterrupted, one cell at a time, alongside the run to be killed.
-    uninterrupted = start(reference, 1)
+@pytest.fixture
+def uninterrupted(tmp_path):
+    """The reference: the same cells, one at a time (--cores 1), in the background."""
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    write_config(reference, LONG)
+    proc = start(reference, 1)
+    yield reference, proc
+    if proc.poll() is None:  # the test failed early
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, uninterrupted):
+    reference, reference_run = uninterrupted
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    write_config(killed, LONG)
 
     # Two cells at a time, killed while training: one cell finished, one checkpointed.
     def ready() -> bool:
@@ -100,7 +111,10 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     kill_when(start(killed, 2), ready)
     before = mtimes(killed)
     finished = acknowledged(killed, "train") | acknowledged(killed, "curvature")
-    n_train = len(acknowledged(killed, "train"))
+    n_train, n_curvature = (
+        len(acknowledged(killed, "train")),
+        len(acknowledged(killed, "curvature")),
+    )
     interrupted = list((killed / "results/checkpoints").rglob("*.pt"))
     assert n_train and interrupted
 
@@ -108,6 +122,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
     snakemake(killed, "--unlock")
     rerun = snakemake(killed, *CELL_STAGES)
     assert jobs_run(rerun, "train") == 4 - n_train
+    assert jobs_run(rerun, "curvature") == 6 - n_curvature
     assert jobs_run(rerun, "init") == 0 and jobs_run(rerun, "data") == 0
     after = mtimes(killed)
     for path in finished:  # every finished cell kept, not recomputed
@@ -119,8 +134,9 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path):
         assert "checkpoint: resumed from" in log.read_text()
     assert not list((killed / "results/checkpoints").rglob("*.pt"))  # removed when done
 
-    # Bit-identical to the uninterrupted run on one core, in both stages.
-    assert uninterrupted.wait(timeout=300) == 0
+    # Bit-identical to the uninterrupted run on one core, in both stages: resuming and
+    # running two cells side by side change nothing.
+    assert reference_run.wait(timeout=300) == 0
     for stage in ("train", "curvature"):
         pd.testing.assert_frame_equal(
             cells(killed, stage), cells(reference, stage), check_exact=True
