@@ -50,9 +50,9 @@ def train(
     inputs, out: Path, scale="1", lr_base="0.1", every=None, checkpoint=None, **changes
 ) -> pd.DataFrame:
     keys = {**KEYS, "scaling": "temperature", "scale": scale, "lr_base": lr_base, "seed": "0"}
-    params = {**TRAIN, **changes, "checkpoint": str(checkpoint) if checkpoint else None}
+    log = str(out.with_suffix(".log"))
     jobs.train_cell(
-        inputs[1], inputs[0], str(out), str(out.with_suffix(".log")), keys, params, 1, every
+        inputs[1], inputs[0], str(out), log, keys, {**TRAIN, **changes}, 1, checkpoint, every
     )
     return pd.read_parquet(out)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import time
@@ -133,6 +134,10 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, uninterrup
         )
         assert "checkpoint: resumed from" in log.read_text()
     assert not list((killed / "results/checkpoints").rglob("*.pt"))  # removed when done
+    # How often cells checkpoint is not a reason to recompute them.
+    write_config(killed, {**LONG, "training": {**LONG["training"], "checkpoint_every": 7}})
+    dry = snakemake(killed, "-n", *CELL_STAGES).stdout
+    assert re.search(r"^total\s+0$", dry, re.M), dry
 
     # Bit-identical to the uninterrupted run on one core, in both stages: resuming and
     # running two cells side by side change nothing.

@@ -266,13 +266,14 @@ def train_cell(
     keys: Mapping,
     params: Mapping,
     threads: int = 0,
+    checkpoint: str | None = None,
     checkpoint_every: int | None = None,
 ) -> None:
     """Training stage: full-batch GD of one cell, one Parquet row per logged epoch.
 
     Every ``checkpoint_every`` epochs the state (parameters, next epoch, rows so far, the
-    settings it belongs to) is saved atomically to ``params["checkpoint"]``, a side file
-    that Snakemake does not know as an output and so does not delete when the job dies.
+    settings it belongs to) is saved atomically to ``checkpoint``, a side file that
+    Snakemake does not know as an output and so does not delete when the job dies.
     A rerun resumes from it when its settings match (bit-identical to an uninterrupted
     run on the same device and thread count: GD is a pure function of the parameters),
     and the file is removed once the cell's Parquet is written.
@@ -322,8 +323,8 @@ def train_cell(
             "device": device.type,
             **{k: params[k] for k in RESUME_PARAMS},
         }
-        checkpoint = Path(params["checkpoint"]) if params.get("checkpoint") else None
-        resumed = resume_state(checkpoint, resume_key, device, logger) if checkpoint else None
+        ckpt = Path(checkpoint) if checkpoint else None
+        resumed = resume_state(ckpt, resume_key, device, logger) if ckpt else None
         if resumed is None:
             theta = {k: v.to(device=device, dtype=dtype) for k, v in init.items()}
             state, seconds_before = TrainState(scale_params(theta, alpha)), 0.0
@@ -335,7 +336,7 @@ def train_cell(
                 return
             seconds = seconds_before + time.perf_counter() - start
             saved = {"key": resume_key, "epoch": s.epoch, "rows": s.rows, "seconds": seconds}
-            save_atomic({**saved, "params": {k: v.cpu() for k, v in s.params.items()}}, checkpoint)
+            save_atomic({**saved, "params": {k: v.cpu() for k, v in s.params.items()}}, ckpt)
             logger.info("checkpoint: saved epoch %d", s.epoch)
 
         state = train(
@@ -348,7 +349,7 @@ def train_cell(
             params["epochs"],
             params["log_every"],
             params["chunk_size"],
-            on_epoch=save_checkpoint if checkpoint and checkpoint_every else None,
+            on_epoch=save_checkpoint if ckpt and checkpoint_every else None,
         )
         seconds = seconds_before + time.perf_counter() - start
         frame = pd.DataFrame(state.rows)
@@ -369,8 +370,8 @@ def train_cell(
         frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")
         frame["compute_seconds"] = seconds
         write_parquet_atomic(frame, output)
-        if checkpoint:
-            checkpoint.unlink(missing_ok=True)
+        if ckpt:
+            ckpt.unlink(missing_ok=True)
         last = state.rows[-1]
         logger.info(
             "train %s: lr=%.4g epoch %d train_acc=%.4f diverged=%s in %.1f s",

@@ -67,6 +67,11 @@ def train_files(wildcards):
     ]
 
 
+def checkpoint_file(wildcards):
+    """The training checkpoint of one train job (a side file, not an output)."""
+    return CHECKPOINT_PATTERN.format(**dict(wildcards.items()))
+
+
 def pair_tables(kind):
     """Per-pair aggregated tables of ``kind`` (curvature or training)."""
     return [PAIR_TABLE.format(kind=kind, architecture=a, dataset=d) for a, d in PAIRS]

@@ -1,8 +1,9 @@
 # Training stage: one job per (architecture, dataset, variant, scaling, scale, lr_base,
 # seed): full-batch GD (SPEC section 5), one Parquet row per logged epoch. The checkpoint
-# is a param, not an output: Snakemake deletes the outputs of a failed job, and the
-# checkpoint must survive a kill. checkpoint_every is read in the job, not a param, so
-# changing it does not rerun finished cells (rerun-triggers include params).
+# (results/checkpoints/, same keys) is not an output: Snakemake deletes the outputs of a
+# failed job, and the checkpoint must survive a kill. Its path and checkpoint_every go to
+# the job directly, not through params: params are a rerun trigger, and where a cell
+# saves its checkpoints must not rerun finished cells.
 
 
 rule train:
@@ -22,7 +23,6 @@ rule train:
         test_subset=config["training"]["test_subset"],
         chunk_size=config["training"]["chunk_size"],
         alpha_lr_rule=config["training"]["alpha_lr_rule"],
-        checkpoint=CHECKPOINT_PATTERN,
     run:
         job("train_cell")(
             input.init,
@@ -32,5 +32,6 @@ rule train:
             wildcards,
             params,
             threads,
+            checkpoint_file(wildcards),
             config["training"]["checkpoint_every"],
         )
