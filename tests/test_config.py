@@ -51,16 +51,36 @@ BAD = [
     ("training.log_every", 1000, "training.log_every"),
     ("figures.zone_threshold", 1.5, "figures.zone_threshold"),
     ("training.curvature_every", 3, "training.curvature_every"),
+    # Non-finite numbers pass the schema's `number` (YAML .nan, .inf).
+    ("training.lr_base", [0.1, float("nan")], "training.lr_base[1]"),
+    ("curvature.scales.alpha.log10_max", float("inf"), "curvature.scales.alpha.log10_max"),
+    ("figures.zone_threshold", float("nan"), "figures.zone_threshold"),
+    # Scales outside the float range (times L = 4 for residual LeNet-300-100).
+    ("curvature.scales.temperature.log10_max", 80, "curvature.scales.temperature.log10_max"),
+    ("training.scales.alpha.log10_min", -400, "training.scales.alpha.log10_min"),
+    ("training.scales.temperature.log10_min", 5, "training.scales.temperature"),
+    ("training.scales.alpha.num", 0, "training.scales.alpha.num"),
+    ("curvature.scales.alpha.extra", [0.0], "curvature.scales.alpha.extra[0]"),
+    ("training.lr_base", [], "training.lr_base"),
+    ("pairs", [], "pairs"),
+    ("seeds", [], "seeds"),
+    ("training.seeds", [0, 0], "training.seeds"),
+    ("training.checkpoint_every", 0, "training.checkpoint_every"),
+    ("training.train_subset", 0, "training.train_subset"),
+    ("epochs", 10, "epochs"),  # a training key at the top level
+    ("curvature.hvp_method", "forward", "curvature.hvp_method"),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "key"), BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(("path", "value", "key"), BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
 def test_bad_config_is_one_line_naming_the_key(path, value, key):
     with pytest.raises(ConfigError) as err:
         check_config(_with(path, value), SCHEMA)
     message = str(err.value)
     assert "\n" not in message
     assert f"config key {key}" in message
+    if not isinstance(value, (list, dict)) and value is not _DELETE:
+        assert repr(value) in message or str(value) in message  # names the value too
 
 
 def test_quick_default_is_valid_and_gets_defaults():

@@ -1,5 +1,7 @@
 """Grid construction, canonical scale tokens and (alpha, T) of each scaling."""
 
+from math import inf
+
 import pytest
 
 from goldilocks.grid import (
@@ -7,6 +9,7 @@ from goldilocks.grid import (
     canonical_scale,
     curvature_cells,
     log_grid,
+    lr_factor,
     scale_token,
     train_cells,
 )
@@ -33,6 +36,11 @@ def test_joint_uses_output_exponent():
     assert alpha_and_temperature("joint", 10.0, "lenet300100", "residual") == (10.0, 1e4)
     assert alpha_and_temperature("joint", 10.0, "lenet300100", "layernorm") == (10.0, 10.0)
     assert alpha_and_temperature("temperature", 0.5, "lenet5", "bias") == (1.0, 0.5)
+
+
+def test_an_overflowing_temperature_or_rate_is_inf_not_an_error():
+    assert alpha_and_temperature("joint", 1e120, "lenet300100", "homogeneous") == (1e120, inf)
+    assert lr_factor("alpha", 1e-200, "lenet300100", "residual") == inf  # alpha^(2-L), L=4
 
 
 def _config(**training):

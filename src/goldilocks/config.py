@@ -2,8 +2,10 @@
 
 1. The JSON schema (``workflow/schemas/config.schema.yaml``): types, enums, ranges,
    required keys; its defaults are filled in.
-2. Semantic checks the schema cannot express: ``log10_min <= log10_max``, known
-   architecture/dataset pairs, the training switch, mirrors that exist.
+2. Semantic checks the schema cannot express: finite numbers (YAML's ``.nan`` and
+   ``.inf`` pass a schema's ``number``), ``log10_min <= log10_max``, scales inside the
+   float range, known architecture/dataset pairs, ``log_every <= epochs``, mirrors that
+   exist.
 
 Every failure is one :class:`ConfigError` whose message names the key and the value.
 """
@@ -11,10 +13,14 @@ Every failure is one :class:`ConfigError` whose message names the key and the va
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from goldilocks.architectures import PAPER_PAIRS
+from goldilocks.architectures import PAPER_PAIRS, depth
+
+#: Largest |exponent| of a scale 10^e (times L with times_depth): float64 ends at 1.8e308.
+MAX_EXPONENT = 300
 
 DEFAULT_MIRRORS = ("/usr/share/datasets/fashion-mnist", "/usr/share/datasets/cifar10")
 
@@ -55,10 +61,25 @@ def _check_schema(config: dict, schema: Mapping) -> None:
     key = _key(error.absolute_path)
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        raise ConfigError(f"config key {_key([*error.absolute_path, extra[0]])}: unknown key")
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        raise ConfigError(
+            f"config key {_key([*error.absolute_path, extra[0]])}: unknown key (given "
+            f"{error.instance[extra[0]]!r}; known here: {known})"
+        )
     if error.validator == "required":
         raise ConfigError(f"config key {key}: {error.message}")
     raise ConfigError(f"config key {key}: {error.instance!r} is invalid ({error.message})")
+
+
+def _check_finite(node, path=()) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, (*path, i))
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"config key {_key(path)}: {node!r} is not a finite number")
 
 
 def _check_semantics(config: Mapping) -> None:
@@ -77,6 +98,22 @@ def _check_semantics(config: Mapping) -> None:
                     f"config key {stage}.scales.{name}: log10_min {grid['log10_min']} "
                     f"exceeds log10_max {grid['log10_max']}"
                 )
+            factor = max(
+                (
+                    depth(p["architecture"], v).depth
+                    for p in config["pairs"]
+                    for v in config["variants"]
+                )
+                if grid.get("times_depth")
+                else [1]
+            )
+            for end in ("log10_min", "log10_max"):
+                if abs(grid[end] * factor) > MAX_EXPONENT:
+                    raise ConfigError(
+                        f"config key {stage}.scales.{name}.{end}: {grid[end]} gives 10^"
+                        f"{grid[end] * factor:g} (times L = {factor}), outside the float "
+                        f"range (|exponent| <= {MAX_EXPONENT})"
+                    )
             if grid["num"] > 1 and grid["log10_min"] == grid["log10_max"]:
                 raise ConfigError(
                     f"config key {stage}.scales.{name}: num {grid['num']} points on an "
@@ -110,6 +147,7 @@ def check_config(config: dict, schema: Mapping) -> dict:
     if not isinstance(config, dict) or not config:
         raise ConfigError("config: empty; run from the repository root or pass --configfile")
     _fill_defaults(config, schema, schema)
+    _check_finite(config)
     _check_schema(config, schema)
     _check_semantics(config)
     return config

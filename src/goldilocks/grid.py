@@ -62,6 +62,14 @@ def scale_spec(scales: Mapping, scaling: str, variant: str) -> Mapping:
     return scales["alpha"]
 
 
+def _power(base: float, exponent: int) -> float:
+    """``base**exponent``, ``inf`` where it overflows a float (extreme scales are data)."""
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf
+
+
 def alpha_and_temperature(
     scaling: str, scale: float, architecture: str, variant: str
 ) -> tuple[float, float]:
@@ -69,14 +77,15 @@ def alpha_and_temperature(
 
     ``alpha``: weights times ``scale``, ``T = 1``; ``temperature``: ``alpha = 1``,
     ``T = scale``; ``joint``: ``alpha = scale`` and ``T = scale^k`` with the output
-    exponent ``k``, cancelling the output scaling at large alpha.
+    exponent ``k``, cancelling the output scaling at large alpha. ``T = inf`` where
+    ``scale^k`` overflows a float (e.g. ``alpha = 1e120``, ``k = 3``).
     """
     if scaling == "alpha":
         return scale, 1.0
     if scaling == "temperature":
         return 1.0, scale
     if scaling == "joint":
-        return scale, scale ** output_exponent(architecture, variant)
+        return scale, _power(scale, output_exponent(architecture, variant))
     raise ValueError(f"scaling: unknown value {scaling!r}")
 
 
@@ -112,7 +121,7 @@ def lr_factor(
         exponent += d.residual_depth
     elif alpha_rule not in ("paper", "residual_small_alpha"):
         raise ValueError(f"training.alpha_lr_rule: unknown value {alpha_rule!r}")
-    return scale**exponent
+    return _power(scale, exponent)
 
 
 @dataclass(frozen=True)

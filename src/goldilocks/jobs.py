@@ -5,8 +5,8 @@ Each function reads its inputs, calls the package, and writes its one output ato
 file under its final name. Jobs may run as threads of one Snakemake process
 (``--force-use-threads``, the local default) or as processes of their own (cluster), so
 they share nothing mutable: every random draw comes from a ``torch.Generator`` seeded
-from the cell's keys, and the only process-wide setting, torch's thread count, is made
-once by :func:`configure_torch`.
+from the cell's keys, and torch's thread count is set by every job for its own thread
+(:func:`configure_torch`).
 """
 
 from __future__ import annotations
@@ -29,13 +29,21 @@ _torch_ready = False
 
 
 def configure_torch(threads: int) -> None:
-    """Set torch's process-wide options once: thread count, no TF32 (SPEC 4-5)."""
+    """Set torch's thread count for the calling job's thread, and no TF32 (SPEC 4-5).
+
+    Every job calls this. With the OpenMP backend ``torch.set_num_threads`` is not
+    process-wide in practice: libgomp keeps the count per OS thread once that thread has
+    run a parallel region, so a count set once by the first job did not reach the other
+    worker threads of ``--force-use-threads`` (measured: under ``--cores 2`` some cells
+    ran with 1 thread and some with 2, and their float32 results differed in the last
+    bits). Setting it in each job makes every cell run with its rule's ``threads``.
+    """
     global _torch_ready
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     with _CONFIGURED:
         if _torch_ready:
             return
-        if threads > 0:
-            torch.set_num_threads(threads)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
         _torch_ready = True
@@ -202,6 +210,62 @@ def curvature_cell(
         )
 
 
+#: Training settings a checkpoint must share with the job that continues it.
+RESUME_PARAMS = (
+    "dtype",
+    "epochs",
+    "log_every",
+    "train_subset",
+    "test_subset",
+    "chunk_size",
+    "curvature_every",
+)
+
+
+def init_checksum(params: Mapping[str, torch.Tensor]) -> int:
+    """CRC-32 of the parameter bytes (names in order): identifies an initialisation."""
+    crc = 0
+    for name, value in params.items():
+        crc = zlib.crc32(name.encode(), crc)
+        crc = zlib.crc32(value.detach().cpu().contiguous().numpy().tobytes(), crc)
+    return crc
+
+
+def resume_state(path: Path, key: Mapping, device: torch.device, logger: logging.Logger):
+    """The training state saved at ``path`` if it was saved for ``key``, else ``None``.
+
+    A checkpoint of another configuration (different epochs, learning rate, subset,
+    initialisation...) or one that cannot be read is deleted with a log line, so the cell
+    starts from its initialisation instead of continuing someone else's run.
+
+    Returns:
+        ``(TrainState, seconds)``, the state and the compute time spent before the
+        checkpoint, or ``None``.
+    """
+    from goldilocks.training import TrainState
+
+    if not path.exists():
+        return None
+    try:
+        saved = load(path)
+    except Exception as err:  # unreadable (e.g. truncated on disk): start over
+        logger.info("checkpoint: discarded unreadable %s (%s)", path, err)
+        path.unlink(missing_ok=True)
+        return None
+    if saved.get("key") != dict(key):
+        diff = {
+            k: (saved.get("key", {}).get(k), v)
+            for k, v in key.items()
+            if saved.get("key", {}).get(k) != v
+        }
+        logger.info("checkpoint: discarded stale %s, saved for other settings %s", path, diff)
+        path.unlink(missing_ok=True)
+        return None
+    params = {k: v.to(device) for k, v in saved["params"].items()}
+    logger.info("checkpoint: resumed from %s at epoch %d", path, saved["epoch"])
+    return TrainState(params, saved["epoch"], saved["rows"]), saved["seconds"]
+
+
 def train_cell(
     init_path: str,
     data_path: str,
@@ -210,8 +274,18 @@ def train_cell(
     keys: Mapping,
     params: Mapping,
     threads: int = 0,
+    checkpoint: str | None = None,
+    checkpoint_every: int | None = None,
 ) -> None:
-    """Training stage: full-batch GD of one cell, one Parquet row per logged epoch."""
+    """Training stage: full-batch GD of one cell, one Parquet row per logged epoch.
+
+    Every ``checkpoint_every`` epochs the state (parameters, next epoch, rows so far, the
+    settings it belongs to) is saved atomically to ``checkpoint``, a side file that
+    Snakemake does not know as an output and so does not delete when the job dies.
+    A rerun resumes from it when its settings match (bit-identical to an uninterrupted
+    run on the same device and thread count: GD is a pure function of the parameters),
+    and the file is removed once the cell's Parquet is written.
+    """
     import pandas as pd
 
     from goldilocks.architectures import DATASET_SHAPES
@@ -248,8 +322,31 @@ def train_cell(
         shape, classes = DATASET_SHAPES[dataset]
         model = build_model(arch, variant, shape, classes)
         init = load(init_path)
-        theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
-        state = TrainState(scale_params(theta, alpha))
+        # What a checkpoint must have been saved for to be continued by this job.
+        resume_key = {
+            "init": init_checksum(init["params"]),
+            "alpha": alpha,
+            "temperature": temperature,
+            "lr": lr,
+            "device": device.type,
+            **{k: params[k] for k in RESUME_PARAMS},
+        }
+        ckpt = Path(checkpoint) if checkpoint else None
+        resumed = resume_state(ckpt, resume_key, device, logger) if ckpt else None
+        if resumed is None:
+            theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
+            state, seconds_before = TrainState(scale_params(theta, alpha)), 0.0
+        else:
+            state, seconds_before = resumed
+
+        def save_checkpoint(s: TrainState) -> None:
+            if s.epoch % checkpoint_every or s.epoch >= params["epochs"]:
+                return
+            seconds = seconds_before + time.perf_counter() - start
+            saved = {"key": resume_key, "epoch": s.epoch, "rows": s.rows, "seconds": seconds}
+            save_atomic({**saved, "params": {k: v.cpu() for k, v in s.params.items()}}, ckpt)
+            logger.info("checkpoint: saved epoch %d", s.epoch)
+
         state = train(
             model,
             state,
@@ -262,8 +359,9 @@ def train_cell(
             params["chunk_size"],
             probe=_curvature_probe(model, init, temperature, device, dtype, params["hvp_method"]),
             probe_every=params["curvature_every"],
+            on_epoch=save_checkpoint if ckpt and checkpoint_every else None,
         )
-        seconds = time.perf_counter() - start
+        seconds = seconds_before + time.perf_counter() - start
         frame = pd.DataFrame(state.rows)
         meta = {
             "architecture": arch,
@@ -282,6 +380,8 @@ def train_cell(
         frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")
         frame["compute_seconds"] = seconds
         write_parquet_atomic(frame, output)
+        if ckpt:
+            ckpt.unlink(missing_ok=True)
         last = state.rows[-1]
         logger.info(
             "train %s: lr=%.4g epoch %d train_acc=%.4f diverged=%s in %.1f s",

@@ -172,6 +172,11 @@ def figure_files(n):
     return files
 
 
+def checkpoint_file(wildcards):
+    """The training checkpoint of one train job (a side file, not an output)."""
+    return CHECKPOINT_PATTERN.format(**dict(wildcards.items()))
+
+
 def final_targets():
     """The default targets: the tables and every figure the config has data for."""
     targets = ["results/curvature.parquet", "results/goldilocks_zone.parquet"]
@@ -199,4 +204,8 @@ TRAIN_PATTERN = (
 TABLE = "results/aggregate/{kind}_{architecture}_{dataset}_{scaling}.parquet"
 INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
 KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
+# Training checkpoints: side files of running train jobs, deleted when the cell finishes.
+CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
+    ".parquet", ".pt"
+)
 FIGURE = "results/figures/fig{n}_{architecture}_{dataset}.{ext}"

@@ -1,5 +1,9 @@
 # Training stage: one job per (architecture, dataset, variant, scaling, scale, lr_base,
-# seed): full-batch GD (SPEC section 5), one Parquet row per logged epoch.
+# seed): full-batch GD (SPEC section 5), one Parquet row per logged epoch. The checkpoint
+# (results/checkpoints/, same keys) is not an output: Snakemake deletes the outputs of a
+# failed job, and the checkpoint must survive a kill. Its path and checkpoint_every go to
+# the job directly, not through params: params are a rerun trigger, and where a cell
+# saves its checkpoints must not rerun finished cells.
 
 
 rule train:
@@ -22,4 +26,14 @@ rule train:
         curvature_every=config["training"]["curvature_every"],
         hvp_method=config["curvature"]["hvp_method"],
     run:
-        job("train_cell")(input.init, input.data, output[0], log[0], wildcards, params, threads)
+        job("train_cell")(
+            input.init,
+            input.data,
+            output[0],
+            log[0],
+            wildcards,
+            params,
+            threads,
+            checkpoint_file(wildcards),
+            config["training"]["checkpoint_every"],
+        )

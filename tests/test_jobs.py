@@ -1,0 +1,169 @@
+"""Job entry points on the real synthetic data: determinism, checkpoints and resumption."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from goldilocks import jobs
+
+KEYS = {"architecture": "lenet300100", "dataset": "synthetic", "variant": "homogeneous"}
+TRAIN = {
+    "dtype": "float32",
+    "device": "cpu",
+    "epochs": 12,
+    "log_every": 4,
+    "train_subset": 128,
+    "test_subset": 64,
+    "chunk_size": None,
+    "alpha_lr_rule": "paper",
+}
+CURVATURE = {"dtype": "float32", "device": "cpu", "hvp_method": "loop"}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[str, str]:
+    """The synthetic data file and one init file (seed 0)."""
+    root = tmp_path_factory.mktemp("inputs")
+    data, init = str(root / "synthetic.pt"), str(root / "init.pt")
+    jobs.prepare_dataset(
+        "synthetic",
+        data,
+        str(root / "data.log"),
+        {"mirrors": [], "root": str(root), "download": False},
+    )
+    jobs.init_cell(
+        data,
+        init,
+        str(root / "init.log"),
+        {**KEYS, "seed": "0"},
+        {"batch_size": 16, "subspace_dim": 6},
+    )
+    return data, init
+
+
+def train(
+    inputs, out: Path, scale="1", lr_base="0.1", every=None, checkpoint=None, **changes
+) -> pd.DataFrame:
+    keys = {**KEYS, "scaling": "temperature", "scale": scale, "lr_base": lr_base, "seed": "0"}
+    log = str(out.with_suffix(".log"))
+    jobs.train_cell(
+        inputs[1], inputs[0], str(out), log, keys, {**TRAIN, **changes}, 1, checkpoint, every
+    )
+    return pd.read_parquet(out)
+
+
+def curvature(inputs, out: Path, scale="1") -> pd.DataFrame:
+    keys = {**KEYS, "scaling": "alpha", "scale": scale, "seed": "0"}
+    jobs.curvature_cell(inputs[1], str(out), str(out.with_suffix(".log")), keys, CURVATURE, 1)
+    return pd.read_parquet(out)
+
+
+def same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Equal to the bit in every column but the wall-clock time."""
+    pd.testing.assert_frame_equal(
+        a.drop(columns="compute_seconds"), b.drop(columns="compute_seconds"), check_exact=True
+    )
+
+
+def test_a_cell_twice_gives_identical_rows(inputs, tmp_path):
+    same(train(inputs, tmp_path / "a.parquet"), train(inputs, tmp_path / "b.parquet"))
+    same(curvature(inputs, tmp_path / "c.parquet"), curvature(inputs, tmp_path / "d.parquet"))
+
+
+def test_cells_next_to_each_other_equal_cells_alone(inputs, tmp_path):
+    alone = [train(inputs, tmp_path / "t.parquet"), curvature(inputs, tmp_path / "c.parquet")]
+    runs = [
+        lambda: train(inputs, tmp_path / "t2.parquet"),
+        lambda: curvature(inputs, tmp_path / "c2.parquet"),
+        lambda: train(inputs, tmp_path / "t3.parquet", scale="10"),
+        lambda: curvature(inputs, tmp_path / "c3.parquet", scale="10"),
+    ]
+    threads = [threading.Thread(target=f) for f in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    same(alone[0], pd.read_parquet(tmp_path / "t2.parquet"))
+    same(alone[1], pd.read_parquet(tmp_path / "c2.parquet"))
+
+
+def test_every_job_thread_gets_its_rules_thread_count():
+    """A worker thread that already ran torch with 2 threads keeps 2 unless told again."""
+    jobs.configure_torch(1)  # the first job, in another thread
+    counts = []
+
+    def worker():
+        torch.set_num_threads(2)
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        jobs.configure_torch(1)
+        counts.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert counts == [1]
+
+
+def killed_before_write(inputs, out: Path, checkpoint: Path, every: int, monkeypatch, **changes):
+    """Train until the result would be written, and die there (like a SIGKILL)."""
+
+    def die(frame, path):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(jobs, "write_parquet_atomic", die)
+        with pytest.raises(KeyboardInterrupt):
+            train(inputs, out, every=every, checkpoint=checkpoint, **changes)
+
+
+def test_resumed_training_equals_an_uninterrupted_run(inputs, tmp_path, monkeypatch):
+    reference = train(inputs, tmp_path / "ref.parquet")
+    checkpoint = tmp_path / "ckpt" / "cell.pt"
+    killed_before_write(inputs, tmp_path / "cell.parquet", checkpoint, 5, monkeypatch)
+    assert checkpoint.exists()  # the last one, epoch 10 of 12
+    resumed = train(inputs, tmp_path / "cell.parquet", every=5, checkpoint=checkpoint)
+    assert "checkpoint: resumed from" in (tmp_path / "cell.log").read_text()
+    assert "at epoch 10" in (tmp_path / "cell.log").read_text()
+    same(reference, resumed)
+    assert not checkpoint.exists()  # removed once the result is written
+
+
+@pytest.mark.parametrize(
+    ("change", "value"), [("epochs", 16), ("train_subset", 96), ("dtype", "float64")]
+)
+def test_a_stale_checkpoint_is_discarded(inputs, tmp_path, monkeypatch, change, value):
+    checkpoint = tmp_path / "cell.pt"
+    killed_before_write(inputs, tmp_path / "cell.parquet", checkpoint, 5, monkeypatch)
+    changed = train(
+        inputs, tmp_path / "cell.parquet", every=5, checkpoint=checkpoint, **{change: value}
+    )
+    log = (tmp_path / "cell.log").read_text()
+    assert "checkpoint: discarded stale" in log and change in log
+    assert "resumed" not in log
+    same(changed, train(inputs, tmp_path / "fresh.parquet", **{change: value}))
+
+
+def test_an_unreadable_checkpoint_is_discarded(inputs, tmp_path):
+    checkpoint = tmp_path / "cell.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    result = train(inputs, tmp_path / "cell.parquet", every=5, checkpoint=checkpoint)
+    assert "checkpoint: discarded unreadable" in (tmp_path / "cell.log").read_text()
+    same(result, train(inputs, tmp_path / "fresh.parquet"))
+    assert not checkpoint.exists()
+
+
+def test_divergence_is_recorded_and_leaves_no_checkpoint(inputs, tmp_path):
+    checkpoint = tmp_path / "cell.pt"
+    # eta0 = 1000 at T = 1: the loss is finite at epochs 0-2 (checkpoints 1 and 2 are
+    # saved) and non-finite at epoch 3.
+    rows = train(inputs, tmp_path / "cell.parquet", lr_base="1000", every=1, checkpoint=checkpoint)
+    assert rows["epoch"].tolist() == [0, 3]
+    assert rows["diverged"].all() and (rows["diverged_epoch"] == 3).all()
+    assert rows["train_loss"].isna().tolist() == [False, True]
+    assert "checkpoint: saved epoch 2" in (tmp_path / "cell.log").read_text()
+    assert not checkpoint.exists()
