@@ -1,11 +1,12 @@
 """float32 against float64 curvature metrics at the extremes of the configured grids.
 
-For every variant and scaling of the config's first pair, at the smallest, middle and
-largest scale, compute the curvature metrics of one seed in both precisions from the
-same stored initialisation (``results/init``, built by the workflow) and print the
-differences side by side, with the time each precision took.
+For every variant and scaling of one pair (the config's first, or ``--pair``), at the
+smallest, middle and largest scale, compute the curvature metrics of one seed in both
+precisions from the same stored initialisation (``<workdir>/results/init``, built by the
+workflow) and print the differences side by side, with the time each precision took.
 
     python benchmarks/precision.py [--config config.yaml] [--seed 0]
+        [--workdir DIR] [--pair resnet4/fmnist]
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", default=str(ROOT), help="folder holding results/init")
+    parser.add_argument("--pair", help="architecture/dataset (default: the config's first)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     config = check_config(yaml.safe_load(Path(args.config).read_text()), schema)
     pair = config["pairs"][0]
-    arch, dataset = pair["architecture"], pair["dataset"]
+    arch, dataset = args.pair.split("/") if args.pair else (pair["architecture"], pair["dataset"])
     print(f"{arch}/{dataset} seed {args.seed}, torch threads {args.threads}")
     print(
         f"{'variant':12} {'scaling':12} {'scale':>9} | {'Tr/|H| f64':>10} {'f32':>10} {'|diff|':>8}"
@@ -60,7 +63,8 @@ def main() -> None:
     )
     worst, t32, t64 = 0.0, 0.0, 0.0
     for variant in config["variants"]:
-        init_path = ROOT / f"results/init/{arch}_{dataset}/{variant}/seed{args.seed}.pt"
+        init_dir = Path(args.workdir) / f"results/init/{arch}_{dataset}/{variant}"
+        init_path = init_dir / f"seed{args.seed}.pt"
         init = load(init_path)
         for scaling in config["curvature"]["scalings"]:
             spec = scale_spec(config["curvature"]["scales"], scaling, variant)

@@ -9,6 +9,7 @@ import torch
 from goldilocks.architectures import (
     ARCHITECTURES,
     DATASET_SHAPES,
+    PAPER_PAIRS,
     VARIANTS,
     depth,
     output_exponent,
@@ -16,21 +17,67 @@ from goldilocks.architectures import (
 from goldilocks.models import build_model, count_params, forward, init_params
 from goldilocks.scaling import scale_params
 
-# P by hand from the layer table in the README (weights, + biases for bias/combined).
-LENET300100_P = {
-    "homogeneous": 784 * 300 + 300 * 100 + 100 * 10,
-    "bias": 784 * 300 + 300 * 100 + 100 * 10 + 300 + 100 + 10,
-    "residual": 784 * 300 + 300 * 100 + 100 * 300 + 300 * 10,
-    "layernorm": 784 * 300 + 300 * 100 + 100 * 10,
-    "combined": 784 * 300 + 300 * 100 + 100 * 300 + 300 * 10 + 300 + 100 + 300 + 10,
+
+# P by hand from the README's layer table: weights, + biases for bias/combined.
+def _lenet300100_p(variant: str, flat: int = 784) -> int:
+    if variant in ("residual", "combined"):
+        weights = flat * 300 + 300 * 100 + 100 * 300 + 300 * 10
+        biases = 300 + 100 + 300 + 10
+    else:
+        weights = flat * 300 + 300 * 100 + 100 * 10
+        biases = 300 + 100 + 10
+    return weights + (biases if variant in ("bias", "combined") else 0)
+
+
+def _lenet5_p(variant: str, channels: int = 3, flat: int = 16 * 5 * 5) -> int:
+    convs = channels * 6 * 25 + 6 * 16 * 25
+    if variant in ("residual", "combined"):
+        weights = convs + flat * 120 + 120 * 84 + 84 * 120 + 120 * 10
+        biases = 6 + 16 + 120 + 84 + 120 + 10
+    else:
+        weights = convs + flat * 120 + 120 * 84 + 84 * 10
+        biases = 6 + 16 + 120 + 84 + 10
+    return weights + (biases if variant in ("bias", "combined") else 0)
+
+
+def _resnet4_p(variant: str, channels: int) -> int:
+    weights = channels * 16 * 9 + 2 * 16 * 16 * 9 + 16 * 10
+    biases = 16 + 16 + 16 + 10
+    return weights + (biases if variant in ("bias", "combined") else 0)
+
+
+#: (architecture, dataset) -> variant -> P, and the README's numbers spelled out.
+EXPECTED_P = {
+    ("lenet300100", "fmnist"): _lenet300100_p,
+    ("lenet5", "cifar10"): _lenet5_p,
+    ("resnet4", "fmnist"): lambda v: _resnet4_p(v, 1),
+    ("resnet4", "cifar10"): lambda v: _resnet4_p(v, 3),
+}
+README_P = {
+    ("lenet300100", "fmnist"): (266_200, 266_610, 298_200, 266_200, 298_910),
+    ("lenet5", "cifar10"): (61_770, 62_006, 72_210, 61_770, 72_566),
+    ("resnet4", "fmnist"): (4_912, 4_970, 4_912, 4_912, 4_970),
+    ("resnet4", "cifar10"): (5_200, 5_258, 5_200, 5_200, 5_258),
 }
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_lenet300100_parameter_counts(variant):
-    model = build_model("lenet300100", variant, (1, 28, 28), 10)
+@pytest.mark.parametrize("pair", PAPER_PAIRS, ids="_".join)
+def test_parameter_counts(pair, variant):
+    architecture, dataset = pair
+    shape, classes = DATASET_SHAPES[dataset]
+    model = build_model(architecture, variant, shape, classes)
     params = init_params(model, torch.Generator().manual_seed(0))
-    assert count_params(params) == LENET300100_P[variant]
+    assert count_params(params) == EXPECTED_P[pair](variant)
+    assert count_params(params) == README_P[pair][VARIANTS.index(variant)]
+
+
+def test_lenet5_adapts_to_28x28_inputs():
+    """LeNet-5 on a 1x28x28 dataset (synthetic): 16 x 4 x 4 = 256 features into fc1."""
+    model = build_model("lenet5", "bias", (1, 28, 28), 10)
+    params = init_params(model, torch.Generator().manual_seed(0))
+    assert count_params(params) == _lenet5_p("bias", channels=1, flat=256)
+    x = torch.zeros(2, 1, 28, 28, dtype=torch.float64)
+    assert forward(model, params, x).shape == (2, 10)
 
 
 def _weight_layers(model) -> list[str]:
@@ -56,25 +103,33 @@ def _slope(model, params, x, alphas) -> float:
     return float(np.polyfit(np.log(alphas), np.log(norms), 1)[0])
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_output_exponent_measured_as_slope(variant):
-    """log||f|| against log alpha at large alpha has slope k (LeNet-300-100, float64)."""
-    model = build_model("lenet300100", variant, (1, 28, 28), 10)
+def _paper_case(architecture: str, variant: str, n: int = 8):
+    """Full-size model of the paper (first dataset it is paired with), float64 batch."""
+    dataset = next(d for a, d in PAPER_PAIRS if a == architecture)
+    shape, classes = DATASET_SHAPES[dataset]
+    model = build_model(architecture, variant, shape, classes)
     params = init_params(model, torch.Generator().manual_seed(0))
-    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    k = output_exponent("lenet300100", variant)
+    x = torch.randn(n, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return model, params, x
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_output_exponent_measured_as_slope(architecture, variant):
+    """log||f|| against log alpha at large alpha has slope k (float64)."""
+    model, params, x = _paper_case(architecture, variant)
+    k = output_exponent(architecture, variant)
     slope = _slope(model, params, x, [1e3, 1e4, 1e5])
     assert slope == pytest.approx(k, abs=0.02)
     if variant == "homogeneous":  # exact at every scale
         assert _slope(model, params, x, [1e-2, 1.0, 1e2]) == pytest.approx(k, abs=1e-9)
 
 
-def test_residual_small_alpha_exponent_is_L_minus_residual_depth():
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_residual_small_alpha_exponent_is_L_minus_residual_depth(architecture):
     """At small alpha the identity path dominates: logits scale as alpha^(L - 𝓛)."""
-    model = build_model("lenet300100", "residual", (1, 28, 28), 10)
-    params = init_params(model, torch.Generator().manual_seed(0))
-    x = torch.randn(32, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    d = depth("lenet300100", "residual")
+    model, params, x = _paper_case(architecture, "residual")
+    d = depth(architecture, "residual")
+    assert d.depth - d.residual_depth < output_exponent(architecture, "residual")
     assert _slope(model, params, x, [1e-5, 1e-4, 1e-3]) == pytest.approx(
         d.depth - d.residual_depth, abs=0.02
     )

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import cifar_mini
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +45,64 @@ def test_missing_dataset_names_folders_and_files(tmp_path):
     message = str(err.value)
     assert "\n" not in message
     assert str(empty) in message and "train-images-idx3-ubyte.gz" in message
+
+
+def _check_cifar(data, written):
+    """Shapes, dtypes, labels, channel order and per-channel statistics."""
+    n_train, n_test = len(written["train_labels"]), len(written["test_labels"])
+    assert data["train_images"].shape == (n_train, 3, 32, 32)
+    assert data["test_images"].shape == (n_test, 3, 32, 32)
+    assert data["train_images"].dtype == torch.uint8
+    # Same pixels in the same (N, C, H, W) order as written: batches 1..5 in order.
+    assert torch.equal(data["train_images"], torch.from_numpy(written["train_images"]))
+    assert torch.equal(data["test_images"], torch.from_numpy(written["test_images"]))
+    assert data["train_labels"].tolist() == written["train_labels"]
+    assert data["test_labels"].tolist() == written["test_labels"]
+    scaled = written["train_images"].astype(np.float64) / 255
+    assert data["mean"].tolist() == pytest.approx(scaled.mean(axis=(0, 2, 3)), rel=1e-6)
+    assert data["std"].tolist() == pytest.approx(scaled.std(axis=(0, 2, 3), ddof=1), rel=1e-6)
+    # The writer puts channel c near 40 + 80 c: red < green < blue.
+    assert data["mean"][0] < data["mean"][1] < data["mean"][2]
+    x, y = load_split(data, "train", torch.float64)
+    assert x.shape == (n_train, 3, 32, 32) and y.dtype == torch.int64
+    assert x.mean(dim=(0, 2, 3)).abs().max().item() < 1e-6
+
+
+@pytest.mark.parametrize("form", ["archive", "folder"])
+def test_cifar10_miniature_through_torchvision(tmp_path, form):
+    """Both mirror forms load through torchvision's CIFAR10 code (md5 checks off)."""
+    mirror = tmp_path / "mirror"
+    writer = cifar_mini.write_archive if form == "archive" else cifar_mini.write_folder
+    written = writer(mirror, n_per_batch=4, n_test=3)
+    data = prepare(
+        "cifar10",
+        [tmp_path / "empty", mirror],
+        tmp_path / "root",
+        download=False,
+        cifar_class=cifar_mini.UncheckedCIFAR10,
+    )
+    _check_cifar(data, written)
+    assert (tmp_path / "root" / "cifar-10-batches-py" / "batches.meta").is_file()
+
+
+def test_cifar10_miniature_fails_torchvisions_md5_check(tmp_path):
+    """The real class rejects the miniature (md5): one line naming the mirror."""
+    mirror = tmp_path / "mirror"
+    cifar_mini.write_archive(mirror)
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare("cifar10", [mirror], tmp_path / "root", download=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"found in mirror {mirror} but torchvision could not read it" in message
+    assert "cifar-10-python.tar.gz" in message
+
+
+def test_missing_cifar10_names_folders_and_archive(tmp_path):
+    mirrors = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare("cifar10", mirrors, tmp_path / "root", download=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"not found in data.mirrors [{mirrors[0]}, {mirrors[1]}]" in message
+    assert "data.download is false" in message
+    assert "put cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)" in message

@@ -70,7 +70,9 @@ TRAINING_COLUMNS = [
 ]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = [
         SNAKEMAKE,
         "--snakefile",
@@ -81,7 +83,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         "2",
         *args,
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -249,6 +251,57 @@ def test_missing_dataset_fails_with_the_folders_searched(tmp_path):
     assert f"not found in data.mirrors [{tmp_path / 'mirror'}]" in out
     assert "Traceback" not in out
     assert not (tmp_path / "results/data/fmnist.pt").exists()
+
+
+def _cifar_config(tmp_path: Path, mirrors: list[Path]) -> None:
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["pairs"] = [{"architecture": "lenet5", "dataset": "cifar10"}]
+    config["data"]["mirrors"] = [str(m) for m in mirrors]
+    write_config(tmp_path, config)
+
+
+def test_cifar10_miniature_archive_through_the_data_rule(tmp_path):
+    """The real CLI's data job reads a miniature upstream archive from a mirror.
+
+    Only the md5 checks are off (tests/cifar_mini.py, named by the test hook variable).
+    """
+    import cifar_mini
+    import torch
+
+    mirror = tmp_path / "mirror"
+    written = cifar_mini.write_archive(mirror, n_per_batch=4, n_test=3)
+    (tmp_path / "empty").mkdir()
+    _cifar_config(tmp_path, [tmp_path / "empty", mirror])
+    tests = str(Path(__file__).parent)
+    env = {
+        "GOLDILOCKS_TEST_CIFAR10_CLASS": "cifar_mini:UncheckedCIFAR10",
+        "PYTHONPATH": os.pathsep.join(filter(None, (tests, os.environ.get("PYTHONPATH")))),
+    }
+    snakemake(tmp_path, "results/data/cifar10.pt", env=env)
+    data = torch.load(tmp_path / "results/data/cifar10.pt", weights_only=True)
+    assert data["train_images"].shape == (20, 3, 32, 32)
+    assert data["test_images"].shape == (3, 3, 32, 32)
+    assert torch.equal(data["train_images"], torch.from_numpy(written["train_images"]))
+    assert data["train_labels"].tolist() == written["train_labels"]
+    assert data["mean"].shape == (3,)
+
+
+def test_missing_cifar10_fails_with_the_folders_searched(tmp_path):
+    (tmp_path / "mirror").mkdir()
+    _cifar_config(tmp_path, [tmp_path / "mirror"])
+    proc = snakemake(tmp_path, "results/data/cifar10.pt", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/data/cifar10.log").read_text().strip().splitlines()
+    assert len(log) == 1, log
+    assert log[0].endswith(
+        f"job failed: cifar10: not found in data.mirrors [{tmp_path / 'mirror'}] and "
+        "data.download is false; put cifar-10-python.tar.gz (or its extracted "
+        "cifar-10-batches-py/) into one of those folders"
+    )
+    out = proc.stdout + proc.stderr
+    assert f"not found in data.mirrors [{tmp_path / 'mirror'}]" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "results/data/cifar10.pt").exists()
 
 
 def test_lint_is_clean():

@@ -127,6 +127,30 @@ def synthetic() -> dict[str, Tensor]:
     return out
 
 
+def _unavailable_message(
+    dataset: str, mirrors: list, staged_from: Path | None, download: bool, err: Exception
+) -> str:
+    """One line: which folders were searched, what went wrong, which file to put there."""
+    wanted = (
+        ", ".join(f"{f}.gz" for f in FMNIST_FILES)
+        if dataset == "fmnist"
+        else f"{CIFAR_ARCHIVE} (or its extracted {CIFAR_FOLDER}/)"
+    )
+    first_line = str(err).splitlines()[0] if str(err) else ""
+    reason = f"{type(err).__name__}: {first_line}"
+    if staged_from is not None:  # a mirror had the files, torchvision rejected them
+        return (
+            f"{dataset}: found in mirror {staged_from} but torchvision could not read it "
+            f"({reason}); replace it with the original {wanted}"
+        )
+    searched = ", ".join(str(m) for m in mirrors) or "(none)"
+    why = f"download failed ({reason})" if download else "data.download is false"
+    return (
+        f"{dataset}: not found in data.mirrors [{searched}] and {why}; "
+        f"put {wanted} into one of those folders"
+    )
+
+
 def prepare(
     dataset: str,
     mirrors: list[str | Path],
@@ -150,40 +174,30 @@ def prepare(
 
     Raises:
         DatasetUnavailable: with one line naming the folders searched and the files
-            expected there.
+            expected there (or the mirror whose files torchvision rejected, e.g. a
+            corrupted archive failing torchvision's md5 check).
     """
     check_choice("dataset", dataset, DATASETS)
     root = Path(root)
     if dataset == "synthetic":
         out = synthetic()
     else:
-        staged = False
+        staged_from = None
         for mirror in map(Path, mirrors):
             if dataset == "fmnist" and (files := _find_fmnist(mirror)):
                 _stage_fmnist(files, root / "FashionMNIST" / "raw")
-                staged = True
-            elif dataset == "cifar10":
-                staged = _stage_cifar(mirror, root)
-            if staged:
+                staged_from = mirror
+            elif dataset == "cifar10" and _stage_cifar(mirror, root):
+                staged_from = mirror
+            if staged_from is not None:
                 break
         try:
-            splits = _torchvision_splits(dataset, root, download and not staged, cifar_class)
+            splits = _torchvision_splits(
+                dataset, root, download and staged_from is None, cifar_class
+            )
         except Exception as err:  # torchvision raises RuntimeError or URLError
-            wanted = (
-                ", ".join(f"{f}.gz" for f in FMNIST_FILES)
-                if dataset == "fmnist"
-                else (f"{CIFAR_ARCHIVE} (or its extracted {CIFAR_FOLDER}/)")
-            )
-            searched = ", ".join(str(m) for m in mirrors) or "(none)"
-            first_line = str(err).splitlines()[0] if str(err) else ""
-            why = (
-                f"download failed ({type(err).__name__}: {first_line})"
-                if download
-                else ("data.download is false")
-            )
             raise DatasetUnavailable(
-                f"{dataset}: not found in data.mirrors [{searched}] and {why}; "
-                f"put {wanted} into one of those folders"
+                _unavailable_message(dataset, mirrors, staged_from, download, err)
             ) from err
         out = {}
         for split, tv in zip(("train", "test"), splits, strict=True):

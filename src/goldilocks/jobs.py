@@ -99,13 +99,33 @@ def load(path: str | os.PathLike):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+#: Test hook: ``module:Class`` of a ``torchvision.datasets.CIFAR10`` subclass the data
+#: job reads CIFAR-10 with (the tests' miniature archives need the md5 checks off; see
+#: ``tests/cifar_mini.py``). Unset in normal use: torchvision's own class runs.
+TEST_CIFAR10_ENV = "GOLDILOCKS_TEST_CIFAR10_CLASS"
+
+
+def _test_cifar_class():
+    """The class named by :data:`TEST_CIFAR10_ENV`, or ``None`` when it is unset."""
+    import importlib
+
+    spec = os.environ.get(TEST_CIFAR10_ENV)
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def prepare_dataset(dataset: str, output: str, log: str, params: Mapping) -> None:
     """Data stage: one dataset, all splits, into one tensor file."""
     from goldilocks.data import prepare
 
     with job_log(log) as logger:
         start = time.perf_counter()
-        data = prepare(dataset, params["mirrors"], params["root"], params["download"])
+        cifar_class = _test_cifar_class() if dataset == "cifar10" else None
+        if cifar_class is not None:
+            logger.warning("%s set: reading CIFAR-10 with %s", TEST_CIFAR10_ENV, cifar_class)
+        data = prepare(dataset, params["mirrors"], params["root"], params["download"], cifar_class)
         sizes = {k: tuple(v.shape) for k, v in data.items()}
         logger.info("prepared %s: %s in %.1f s", dataset, sizes, time.perf_counter() - start)
         save_atomic(data, output)
