@@ -248,9 +248,25 @@ def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone
     ax.scatter(diverged["scale"], diverged["lr_base"], marker="x", color="red", s=12, lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    x_edges = _edges(xs)
+    ax.set_xlim(x_edges[0], x_edges[-1])  # a zone bound far outside must not move the axis
     if zone is not None:
-        for bound in (zone["lower"], zone["upper"]):
-            ax.axvline(bound, color="white", ls="--", lw=1.1)
+        for bound, side in ((zone["lower"], "left"), (zone["upper"], "right")):
+            if not np.isfinite(bound):
+                continue
+            if x_edges[0] <= bound <= x_edges[-1]:
+                ax.axvline(bound, color="white", ls="--", lw=1.1)
+            else:  # the bound lies beyond the trained range: say so at that edge
+                outside = "left" if bound < x_edges[0] else "right"
+                ax.annotate(
+                    f"zone {side} bound\n{'<' if outside == 'left' else '>'} axis",
+                    xy=(0.02 if outside == "left" else 0.98, 0.97),
+                    xycoords="axes fraction",
+                    ha=outside,
+                    va="top",
+                    fontsize=5,
+                    color="white",
+                )
     return mesh
 
 
