@@ -21,6 +21,10 @@ TRAIN = {
     "test_subset": 64,
     "chunk_size": None,
     "alpha_lr_rule": "paper",
+    # Curvature along training at every logged epoch: resumed and concurrent cells must
+    # reproduce these columns too.
+    "curvature_every": 4,
+    "hvp_method": "loop",
 }
 CURVATURE = {"dtype": "float32", "device": "cpu", "hvp_method": "loop"}
 
