@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 #: The tiny grid with training long enough (a few seconds per cell) to be killed in.
 LONG = yaml.safe_load(yaml.safe_dump(TINY))
-LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5)
+# Curvature along training at every logged epoch: a resumed cell must reproduce it too.
+LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5, curvature_every=20)
 for grid in LONG["curvature"]["scales"].values():
     grid["num"] = 1  # 6 curvature cells
 CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
