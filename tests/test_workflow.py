@@ -25,7 +25,8 @@ TINY = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
 
 pytestmark = pytest.mark.slow
 
-CURVATURE_COLUMNS = [
+# SPEC section 9: the columns every consumer relies on.
+CELL_KEYS = [
     "architecture",
     "dataset",
     "variant",
@@ -34,38 +35,39 @@ CURVATURE_COLUMNS = [
     "alpha",
     "temperature",
     "seed",
-    "depth",
-    "residual_depth",
-    "n_params",
-    "loss",
-    "accuracy",
-    "logit_norm",
-    "grad_norm",
-    "nonfinite",
+]
+CURVATURE_COLUMNS = [
+    *CELL_KEYS,
+    *[
+        "depth",
+        "residual_depth",
+        "n_params",
+        "loss",
+        "accuracy",
+        "logit_norm",
+        "grad_norm",
+        "nonfinite",
+    ],
     "compute_seconds",
-] + [
-    f"{m}_{k}"
-    for m in ("hessian", "gterm", "hterm")
-    for k in ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
+    *(
+        f"{m}_{k}"
+        for m in ("hessian", "gterm", "hterm")
+        for k in ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
+    ),
 ]
 TRAINING_COLUMNS = [
-    "architecture",
-    "dataset",
-    "variant",
-    "scaling",
-    "scale",
-    "alpha",
-    "temperature",
-    "seed",
-    "lr_base",
-    "lr",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "diverged",
-    "diverged_epoch",
+    *CELL_KEYS,
+    *[
+        "lr_base",
+        "lr",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "diverged",
+        "diverged_epoch",
+    ],
     "compute_seconds",
 ]
 

@@ -39,6 +39,19 @@ class Evaluation:
     accuracy: float
 
 
+def _row(epoch: int, train: Evaluation, test: Evaluation | None, diverged_at: int | None) -> dict:
+    """One history row; ``test`` None (not evaluated) gives NaN test metrics."""
+    return dict(
+        epoch=epoch,
+        train_loss=train.loss,
+        train_acc=train.accuracy,
+        test_loss=math.nan if test is None else test.loss,
+        test_acc=math.nan if test is None else test.accuracy,
+        diverged=diverged_at is not None,
+        diverged_epoch=diverged_at,
+    )
+
+
 def _chunks(n: int, chunk_size: int | None):
     step = chunk_size or n
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
@@ -116,31 +129,13 @@ def train(
         epoch = state.epoch
         ev, grads = loss_and_grad(model, state.params, x, y, temperature, chunk_size)
         if not math.isfinite(ev.loss):
-            state.rows.append(
-                dict(
-                    epoch=epoch,
-                    train_loss=ev.loss,
-                    train_acc=math.nan,
-                    test_loss=math.nan,
-                    test_acc=math.nan,
-                    diverged=True,
-                    diverged_epoch=epoch,
-                )
-            )
+            state.rows.append(_row(epoch, Evaluation(ev.loss, math.nan), None, epoch))
             for row in state.rows:
                 row["diverged"], row["diverged_epoch"] = True, epoch
             return state
         if epoch % log_every == 0 or epoch == epochs:
             test = evaluate(model, state.params, *test_data, temperature, chunk_size)
-            row = dict(
-                epoch=epoch,
-                train_loss=ev.loss,
-                train_acc=ev.accuracy,
-                test_loss=test.loss,
-                test_acc=test.accuracy,
-                diverged=False,
-                diverged_epoch=None,
-            )
+            row = _row(epoch, ev, test, None)
             if probe is not None and probe_every and (epoch % probe_every == 0 or epoch == epochs):
                 row.update(probe(state.params))
             state.rows.append(row)
