@@ -195,7 +195,7 @@ def test_job_killed_by_time_limit_fails_the_run(scratch_root):
     workdir = scratch(
         scratch_root,
         "timeout",
-        **{"training.epochs": 100000, "training.log_every": 1000},
+        **{"training.epochs": 100000, "training.log_every": 1000, "training.curvature_every": 0},
     )
     # T = 10^-1 x depth 3 (times_depth) = 0.001 for the homogeneous LeNet-300-100.
     target = "results/train/lenet300100_synthetic/homogeneous/temperature/scale0.001_lr0.1_seed0"
