@@ -56,6 +56,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def hvp_method(method: str, device: torch.device) -> str:
+    """``auto`` -> ``vmap`` on a GPU, ``loop`` on the CPU (thread-safe reverse mode)."""
+    if method == "auto":
+        return "vmap" if device.type == "cuda" else "loop"
+    return method
+
+
 def dtype_of(name: str) -> torch.dtype:
     """``float32`` or ``float64`` as a torch dtype."""
     return {"float32": torch.float32, "float64": torch.float64}[name]
@@ -198,9 +205,7 @@ def curvature_cell(
         x = init["batch_x"].to(device=device, dtype=dtype)
         y = init["batch_y"].to(device)
         proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
-        method = params["hvp_method"]
-        if method == "auto":
-            method = "vmap" if device.type == "cuda" else "loop"
+        method = hvp_method(params["hvp_method"], device)
         row, ratios = measure(model, theta, x, y, temperature, proj, method)
         d = depth(arch, variant)
         record = {
@@ -427,8 +432,7 @@ def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, me
     x = init["batch_x"].to(device=device, dtype=dtype)
     y = init["batch_y"].to(device)
     proj = Projection(init["proj_index"], init["proj_value"], count_params(init["params"]))
-    if method == "auto":
-        method = "vmap" if device.type == "cuda" else "loop"
+    method = hvp_method(method, device)
 
     def probe(params: dict) -> dict:
         row, _ = measure(model, params, x, y, temperature, proj, method)
