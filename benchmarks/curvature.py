@@ -3,15 +3,18 @@
 On one model, batch and R, in one run, times
   (a) the subspace approach: the Hessian of ``w -> L(theta + R w)`` by
       ``torch.autograd.functional.hessian`` (R dense, differentiated through),
-  (b) our H path (``projected_hessian``, the method ``auto`` picks for the device; both
-      the double-backward loop and ``vmap(jvp(grad))`` are timed),
-  (c) our G path (``projected_jacobian`` + ``gauss_newton``; reverse-mode loop and
-      forward-mode vmap both timed),
+  (b) our H path (``projected_hessian``; the double-backward loop and
+      ``vmap(jvp(grad))`` are both timed, the ratios use the one ``auto`` picks),
+  (c) our G path (``projected_jacobian`` + ``gauss_newton``; the reverse-mode loop, the
+      sparse batched reverse pass and forward-mode vmap all timed, ratios with ``auto``'s),
   (d) one plain loss gradient,
-and prints a/b, c/b and b/d (the cost of H in gradients) per dtype, then the peak memory
-of (a), (b) and (c), each measured in a fresh process (CPU: peak RSS above the process's
-baseline, sampled every 0.5 ms after one warm-up call; GPU:
-``torch.cuda.max_memory_allocated``).
+and prints a/b, c/b and b/d (the cost of H in gradients) per dtype. The dense rows of R
+are built once and given to every method, as ``measure`` does (their cost is printed as
+``R rows``); ``cell`` is one whole ``measure`` call (forward pass and gradient shared, H,
+J R, G, eigenvalues, diagnostics). Then the peak memory of each method, measured in a
+fresh process on the CPU (peak RSS above the process's baseline, sampled every 0.5 ms
+after one warm-up call), in-process on a GPU (``torch.cuda.max_memory_allocated`` above
+the allocation before the call).
 
     python benchmarks/curvature.py [--arch lenet300100] [--device auto] [--repeats 3]
     python benchmarks/curvature.py --arch resnet4 --dataset cifar10 --skip-subspace
@@ -37,10 +40,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
 from goldilocks.curvature import (  # noqa: E402
     gauss_newton,
+    measure,
     projected_hessian,
     projected_jacobian,
     sparse_projection,
 )
+from goldilocks.jobs import hvp_method, jvp_method  # noqa: E402
 from goldilocks.models import build_model, count_params, forward, init_params  # noqa: E402
 from goldilocks.scaling import tempered_loss  # noqa: E402
 
@@ -60,13 +65,14 @@ def setup(arch, dataset, variant, dtype, device, batch, dim):
 
 
 def methods(model, params, x, y, proj, temperature=1.0):
-    """The four measured computations, as zero-argument callables."""
+    """The measured computations, as zero-argument callables."""
+    any_p = next(iter(params.values()))
+    rows = proj.dense(any_p.dtype, any_p.device)  # (d, P), built once as in measure()
 
     def loss(p):
         return tempered_loss(forward(model, p, x), y, temperature)
 
     def subspace():
-        rows = proj.dense(x.dtype, x.device)  # (d, P)
         flat0 = torch.cat([p.reshape(-1) for p in params.values()])
         shapes = [(k, p.shape, p.numel()) for k, p in params.items()]
 
@@ -82,20 +88,27 @@ def methods(model, params, x, y, proj, temperature=1.0):
         return torch.autograd.functional.hessian(in_subspace, w0)
 
     def gterm(method):
-        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj, method)
+        jr = projected_jacobian(
+            lambda p: forward(model, p, x), params, proj, method, rows=rows, model=model
+        )
         return gauss_newton(jr, forward(model, params, x), temperature)
 
     def gradient():
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         return torch.autograd.grad(loss(leaves), list(leaves.values()))
 
+    device = any_p.device
+    auto_h, auto_j = hvp_method("auto", device), jvp_method("auto", device, params)
     return {
         "a_subspace": subspace,
-        "b_loop": lambda: projected_hessian(loss, params, proj, "loop"),
-        "b_vmap": lambda: projected_hessian(loss, params, proj, "vmap"),
+        "b_loop": lambda: projected_hessian(loss, params, proj, "loop", rows=rows),
+        "b_vmap": lambda: projected_hessian(loss, params, proj, "vmap", rows=rows),
         "c_loop": lambda: gterm("loop"),
+        "c_sparse": lambda: gterm("sparse"),
         "c_vmap": lambda: gterm("vmap"),
         "d_gradient": gradient,
+        "r_rows": lambda: proj.dense(any_p.dtype, device),
+        "cell": lambda: measure(model, params, x, y, temperature, proj, auto_h, jvp_method=auto_j),
     }
 
 
@@ -193,6 +206,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--skip-subspace", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="timings only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,12 +229,11 @@ def main() -> None:
         f"{args.arch}/{args.dataset} {args.variant}, batch {args.batch}, d {args.dim}, {name}, "
         f"torch {torch.__version__}; median of {args.repeats}"
     )
-    auto = "vmap" if device.type == "cuda" else "loop"
-    header = (
-        f"{'dtype':8} {'P':>8} {'a subspace':>11} {'b loop':>8} {'b vmap':>8} {'c loop':>8} "
-        f"{'c vmap':>8} {'d grad':>8}"
-    )
-    print(header + f" | {'a/b':>6} {'c/b':>6} {'b/d':>6}   (b, c = {auto}, seconds)")
+    columns = ["a_subspace", "b_loop", "b_vmap", "c_loop", "c_sparse", "c_vmap", "d_gradient"]
+    columns += ["r_rows", "cell"]
+    heads = ["a subspace", "b loop", "b vmap", "c loop", "c sparse", "c vmap", "d grad"]
+    heads += ["R rows", "cell"]
+    print(f"{'dtype':8} {'P':>8} " + " ".join(f"{h:>10}" for h in heads) + " | a/b   c/b   b/d")
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
         model, params, x, y, proj = setup(
@@ -231,24 +244,51 @@ def main() -> None:
             k: (
                 float("nan")
                 if k == "a_subspace" and args.skip_subspace
-                else timed(fn, device, args.repeats)
+                else timed(fns[k], device, args.repeats)
             )
-            for k, fn in fns.items()
+            for k in columns
         }
-        b, c = t[f"b_{auto}"], t[f"c_{auto}"]
+        auto_h, auto_j = hvp_method("auto", device), jvp_method("auto", device, params)
+        b, c = t[f"b_{auto_h}"], t[f"c_{auto_j}"]
         print(
-            f"{dtype_name:8} {count_params(params):8d} {t['a_subspace']:11.3f} {t['b_loop']:8.3f} "
-            f"{t['b_vmap']:8.3f} {t['c_loop']:8.3f} {t['c_vmap']:8.3f} {t['d_gradient']:8.4f} | "
-            f"{t['a_subspace'] / b:6.2f} {c / b:6.2f} {b / t['d_gradient']:6.1f}"
+            f"{dtype_name:8} {count_params(params):8d} "
+            + " ".join(f"{t[k]:10.4f}" for k in columns)
+            + f" | {t['a_subspace'] / b:5.2f} {c / b:5.2f} {b / t['d_gradient']:5.1f}"
+            + f"   (b = {auto_h}, c = {auto_j})"
         )
-    names = ["b_loop", "b_vmap", "c_loop", "c_vmap", "d_gradient"]
+    if args.skip_memory:
+        return
+    names = ["b_loop", "b_vmap", "c_loop", "c_sparse", "c_vmap", "d_gradient", "cell"]
     if not args.skip_subspace:
         names.insert(0, "a_subspace")
     for dtype_name in args.dtypes.split(","):
-        mem = {n: peak_memory(args, n, dtype_name) for n in names}
+        if device.type == "cuda":  # the allocator's own peak counter: no fresh process needed
+            model, params, x, y, proj = setup(
+                args.arch,
+                args.dataset,
+                args.variant,
+                getattr(torch, dtype_name),
+                device,
+                args.batch,
+                args.dim,
+            )
+            fns = methods(model, params, x, y, proj)
+            mem = {n: cuda_peak(fns[n]) for n in names}
+        else:
+            mem = {n: peak_memory(args, n, dtype_name) for n in names}
         print(
             f"peak memory {dtype_name} (MiB): " + ", ".join(f"{n} {m:.0f}" for n, m in mem.items())
         )
+
+
+def cuda_peak(fn) -> float:
+    """Peak GPU memory of one call above what was allocated before it, in MiB."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 if __name__ == "__main__":

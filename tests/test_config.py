@@ -69,6 +69,7 @@ BAD = [
     ("training.train_subset", 0, "training.train_subset"),
     ("epochs", 10, "epochs"),  # a training key at the top level
     ("curvature.hvp_method", "forward", "curvature.hvp_method"),
+    ("curvature.jvp_method", "reverse", "curvature.jvp_method"),
 ]
 
 

@@ -64,8 +64,8 @@ def test_projected_hessian_matches_dense(architecture, variant, temperature):
     for method in ("loop", "vmap"):
         h = projected_hessian(loss, params, proj, method=method, chunk_size=3)
         assert _rel(h, r.T @ dense_h @ r) <= 1e-12, method
-    for method in ("loop", "vmap"):
-        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj, method)
+    for method in ("loop", "sparse", "vmap"):
+        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj, method, model=model)
         g = gauss_newton(jr, forward(model, params, x), temperature)
         assert _rel(g, r.T @ dense_g @ r) <= 1e-12, method
     # G is positive semi-definite; H = G + H_term by construction of H_term.
@@ -160,6 +160,83 @@ def test_measure_reports_every_metric_and_flags_overflow():
     assert math.isnan(row["hessian_trace_ratio"])
 
 
+@pytest.mark.parametrize("architecture", ["lenet300100", "lenet5"])
+def test_measure_shares_one_pass_and_matches_the_separate_paths(architecture):
+    """measure() reuses one forward pass, one gradient and one dense R for H, J R and the
+    diagnostics; every method pair gives what the stand-alone functions give."""
+    from goldilocks.curvature import matrix_metrics
+
+    model, params, x, y = tiny_case(architecture, "residual")
+    proj = sparse_projection(count_params(params), 7, torch.Generator().manual_seed(5))
+    temperature = 0.7
+
+    def loss(p):
+        return tempered_loss(forward(model, p, x), y, temperature)
+
+    h = projected_hessian(loss, params, proj)
+    g = gauss_newton(
+        projected_jacobian(lambda p: forward(model, p, x), params, proj),
+        forward(model, params, x),
+        temperature,
+    )
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    grad_norm = torch.linalg.norm(
+        torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss(leaves), list(leaves.values()))])
+    ).item()
+    expected = {
+        **{f"hessian_{k}": v for k, v in matrix_metrics(h).items()},
+        **{f"gterm_{k}": v for k, v in matrix_metrics(g).items()},
+        **{f"hterm_{k}": v for k, v in matrix_metrics(h - g).items()},
+        "grad_norm": grad_norm,
+        "loss": loss(params).item(),
+    }
+    for hvp in ("loop", "vmap"):
+        for jvp in ("loop", "sparse", "vmap"):
+            row, _ = measure(model, params, x, y, temperature, proj, hvp, jvp_method=jvp)
+            for key, value in expected.items():
+                assert row[key] == pytest.approx(value, rel=1e-10, abs=1e-14), (hvp, jvp, key)
+
+
+def test_sparse_jacobian_falls_back_for_shared_and_batched_linear_layers():
+    """The sparse J R method takes a linear layer that runs twice (shared weights) or on a
+    3-d input through the general path, and stays exact."""
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.Linear(6, 6)
+            self.shared = torch.nn.Linear(6, 6)
+            self.head = torch.nn.Linear(12, 3, bias=False)
+
+        def forward(self, x):  # x: (N, 2, 6)
+            h = torch.tanh(self.inner(x))  # a linear layer on a 3-d input
+            h = torch.tanh(self.shared(torch.tanh(self.shared(h))))  # runs twice
+            return self.head(h.flatten(1))
+
+    model = Odd().double()
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x = torch.randn(5, 2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    proj = sparse_projection(count_params(params), 5, torch.Generator().manual_seed(1))
+
+    def logits(p):
+        return torch.func.functional_call(model, p, (x,))
+
+    ref = projected_jacobian(logits, params, proj, "loop")
+    sparse = projected_jacobian(logits, params, proj, "sparse", model=model)
+    assert _rel(sparse, ref) <= 1e-13
+    with pytest.raises(ValueError, match="needs the model"):
+        projected_jacobian(logits, params, proj, "sparse")
+
+
+def test_unknown_methods_name_their_config_key():
+    model, params, x, y = tiny_case("lenet300100", "bias")
+    proj = sparse_projection(count_params(params), 4, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"curvature\.jvp_method: unknown value 'forward'"):
+        measure(model, params, x, y, 1.0, proj, jvp_method="forward")
+    with pytest.raises(ValueError, match=r"curvature\.hvp_method: unknown value 'batched'"):
+        measure(model, params, x, y, 1.0, proj, "batched")
+
+
 def _real_module(model, params, temperature):
     """A materialised copy of ``model`` holding ``params``, logits divided by T."""
     real = model.to_empty(device="cpu").double()
@@ -213,22 +290,22 @@ def test_concurrent_cells_in_threads_match_sequential():
     """Jobs run as threads of one process: cells computed at once give the sequential numbers.
 
     Each task builds its own module, as every job does (``functional_call`` swaps a
-    module's parameters, so a module must not be shared between threads); both methods,
-    ``vmap`` serialised by FORWARD_AD_LOCK.
+    module's parameters, so a module must not be shared between threads); every method
+    pair, ``vmap`` (forward mode) serialised by FORWARD_AD_LOCK.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     specs = [(0, "bias"), (1, "combined"), (2, "layernorm"), (3, "residual")]
 
-    def cell(i: int, method: str):
+    def cell(i: int, methods: tuple[str, str]):
         seed, variant = specs[i % len(specs)]
         model, params, x, y = tiny_case("lenet5", variant, seed=seed)
         proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(seed))
-        return measure(model, params, x, y, 1.0, proj, method)[0]
+        return measure(model, params, x, y, 1.0, proj, methods[0], jvp_method=methods[1])[0]
 
-    for method in ("loop", "vmap"):
-        sequential = [cell(i, method) for i in range(len(specs))]
+    for methods in [("loop", "loop"), ("loop", "sparse"), ("loop", "vmap"), ("vmap", "vmap")]:
+        sequential = [cell(i, methods) for i in range(len(specs))]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            concurrent = list(pool.map(lambda i, m=method: cell(i, m), range(12)))
+            concurrent = list(pool.map(lambda i, m=methods: cell(i, m), range(12)))
         for i, row in enumerate(concurrent):
-            assert row == sequential[i % len(specs)], method
+            assert row == sequential[i % len(specs)], methods

@@ -25,8 +25,9 @@ TRAIN = {
     # reproduce these columns too.
     "curvature_every": 4,
     "hvp_method": "loop",
+    "jvp_method": "auto",
 }
-CURVATURE = {"dtype": "float32", "device": "cpu", "hvp_method": "loop"}
+CURVATURE = {"dtype": "float32", "device": "cpu", "hvp_method": "loop", "jvp_method": "auto"}
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +172,19 @@ def test_divergence_is_recorded_and_leaves_no_checkpoint(inputs, tmp_path):
     assert rows["train_loss"].isna().tolist() == [False, True]
     assert "checkpoint: saved epoch 2" in (tmp_path / "cell.log").read_text()
     assert not checkpoint.exists()
+
+
+def test_auto_methods_follow_the_device_and_the_model():
+    """auto: H by the reverse loop on the CPU, vmap on a GPU; J R by the sparse reverse pass for
+    MLPs on the CPU, forward-mode vmap for convnets and on a GPU (README, Curvature cost)."""
+    from goldilocks.models import build_model, init_params
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    mlp = init_params(build_model("lenet300100", "bias", (1, 28, 28), 10), torch.Generator())
+    conv = init_params(build_model("lenet5", "bias", (3, 32, 32), 10), torch.Generator())
+    assert jobs.hvp_method("auto", cpu) == "loop"
+    assert jobs.hvp_method("auto", gpu) == "vmap"
+    assert jobs.jvp_method("auto", cpu, mlp) == "sparse"
+    assert jobs.jvp_method("auto", cpu, conv) == "vmap"
+    assert jobs.jvp_method("auto", gpu, mlp) == "vmap"
+    assert jobs.jvp_method("loop", gpu, conv) == "loop"

@@ -15,9 +15,10 @@ and the rest is ``H_term = H_d - G_d``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -104,6 +105,141 @@ def _unflat(vector: Tensor, params: dict[str, Tensor]) -> dict[str, Tensor]:
 LossFn = Callable[[dict[str, Tensor]], Tensor]
 LogitFn = Callable[[dict[str, Tensor]], Tensor]
 
+#: Methods for ``H R`` (``curvature.hvp_method``).
+HVP_METHODS = ("loop", "vmap")
+#: Methods for ``J R`` (``curvature.jvp_method``).
+JVP_METHODS = ("loop", "sparse", "vmap")
+
+
+def _check(method: str, allowed: tuple[str, ...], key: str) -> None:
+    if method not in allowed:
+        raise ValueError(
+            f"curvature.{key}: unknown value {method!r}; choose one of {', '.join(allowed)}"
+        )
+
+
+def _leaves(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().requires_grad_(True) for k, v in params.items()}
+
+
+def _hvp_loop(gflat: Tensor, leaves: dict[str, Tensor], rows: Tensor, projection) -> Tensor:
+    """``R^T H R`` from a gradient built with ``create_graph``: one double backward per row."""
+    cols = []
+    for row in rows:
+        hv = torch.autograd.grad(gflat, list(leaves.values()), grad_outputs=row, retain_graph=True)
+        cols.append(projection.apply_transpose(_flat(hv)))
+    return torch.stack(cols, dim=1)
+
+
+def _hvp_vmap(loss_fn: LossFn, params, rows: Tensor, projection, chunk_size) -> Tensor:
+    detached = {k: v.detach() for k, v in params.items()}
+
+    def hvp(tangent: dict[str, Tensor]) -> Tensor:
+        _, out = torch.func.jvp(torch.func.grad(loss_fn), (detached,), (tangent,))
+        return projection.apply_transpose(_flat(out.values()))
+
+    with FORWARD_AD_LOCK:
+        return torch.func.vmap(hvp, chunk_size=chunk_size)(_unflat(rows, detached)).T
+
+
+def _jr_reverse(logits: Tensor, leaves: dict[str, Tensor], rows: Tensor) -> Tensor:
+    """``J R`` in reverse mode by the double-vjp trick ``J v = d/du <J^T u, v>``: one
+    backward pass per row through the graph of ``J^T u`` (linear in ``u``)."""
+    dual = torch.zeros_like(logits, requires_grad=True)
+    jtu = torch.autograd.grad(logits, list(leaves.values()), dual, create_graph=True)
+    jtu = _flat(jtu)
+    return torch.stack([torch.autograd.grad(jtu, dual, r, retain_graph=True)[0] for r in rows])
+
+
+@contextlib.contextmanager
+def linear_inputs(model: torch.nn.Module) -> Iterator[dict[str, tuple[Tensor, Tensor] | None]]:
+    """Record the input and output of every ``nn.Linear`` of ``model`` while in the block.
+
+    Yields a dict filled by the forward passes run inside: ``"<module>.weight" -> (h, a)``
+    with ``a = h W^T + b``, or ``None`` for a layer that ran more than once (its weight
+    then takes the general path of ``sparse``). For the ``sparse`` J R method.
+    """
+    seen: dict[str, tuple[Tensor, Tensor] | None] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs, output):
+            seen[name] = None if name in seen else (inputs[0], output)
+
+        return hook
+
+    handles = [
+        m.register_forward_hook(hook_for(f"{n}.weight" if n else "weight"))
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _jr_sparse(
+    logits: Tensor,
+    leaves: dict[str, Tensor],
+    projection: Projection,
+    linear: dict[str, tuple[Tensor, Tensor] | None],
+) -> Tensor:
+    """``J R`` in reverse mode, all columns in one batched pass, ``R`` kept sparse.
+
+    ``J R_i = d/du <J^T u, R_i>``. For the weight ``W`` of a linear layer ``a = h W^T + b``
+    the part ``<dL/dW, V_i> = <delta, h V_i^T>`` with ``delta = d<f, u>/da``; ``h V_i^T``
+    is built from the ``~sqrt(P)`` non-zeros of ``V_i`` alone, so the dense products with
+    ``R``'s rows that dominate the plain reverse and forward forms (``N x in x out`` per
+    column, most of the cost in an MLP's first layer) are never formed. Other tensors
+    (biases, convolutions) take the general form with their block of ``R``, densely.
+    """
+    d, s = projection.index.shape
+    dev, dt = logits.device, logits.dtype
+    linear = {k: v for k, v in linear.items() if v is not None and v[0].dim() == 2}
+    others = [n for n in leaves if n not in linear]
+    dual = torch.zeros_like(logits, requires_grad=True)
+    targets = [linear[n][1] for n in linear] + [leaves[n] for n in others]
+    deltas = torch.autograd.grad(logits, targets, dual, create_graph=True, allow_unused=True)
+    deltas = dict(zip([*linear, *others], deltas, strict=True))
+    flat_index = projection.index.reshape(-1).to(dev)
+    values = projection.value.reshape(-1).to(device=dev, dtype=dt)
+    column = torch.arange(d, device=dev).repeat_interleave(s)
+    outputs, grad_outputs = [], []
+    start = 0
+    for name, leaf in leaves.items():
+        inside = (flat_index >= start) & (flat_index < start + leaf.numel())
+        local, col, val = flat_index[inside] - start, column[inside], values[inside]
+        start += leaf.numel()
+        if deltas[name] is None:  # a parameter the logits do not depend on
+            continue
+        if name in linear:
+            h, a = linear[name]
+            ht = h.detach().T.contiguous()  # (in, N)
+            n_out = a.shape[1]
+            u = torch.zeros(d * n_out, ht.shape[1], dtype=dt, device=dev)
+            # row (i, o) of u is (h V_i^T)[:, o]: a sum over the non-zeros V_i[o, j].
+            u.index_add_(
+                0, col * n_out + local // ht.shape[0], ht[local % ht.shape[0]] * val[:, None]
+            )
+            grad_outputs.append(u.view(d, n_out, -1).transpose(1, 2))  # (d, N, out)
+        else:
+            block = torch.zeros(d, leaf.numel(), dtype=dt, device=dev)
+            block[col, local] = val
+            grad_outputs.append(block.view(d, *leaf.shape))
+        outputs.append(deltas[name])
+    return torch.autograd.grad(outputs, dual, grad_outputs, is_grads_batched=True)[0]
+
+
+def _jr_vmap(logit_fn: LogitFn, params, rows: Tensor, chunk_size) -> Tensor:
+    detached = {k: v.detach() for k, v in params.items()}
+
+    def jvp(tangent: dict[str, Tensor]) -> Tensor:
+        return torch.func.jvp(logit_fn, (detached,), (tangent,))[1]
+
+    with FORWARD_AD_LOCK:
+        return torch.func.vmap(jvp, chunk_size=chunk_size)(_unflat(rows, detached))
+
 
 def projected_hessian(
     loss_fn: LossFn,
@@ -111,6 +247,7 @@ def projected_hessian(
     projection: Projection,
     method: str = "loop",
     chunk_size: int | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """``R^T H R`` as a ``(d, d)`` matrix, from ``d`` Hessian-vector products.
 
@@ -118,35 +255,23 @@ def projected_hessian(
         loss_fn: scalar loss as a function of the parameter dict.
         params: point at which the Hessian is taken.
         projection: ``R``.
-        method: ``"loop"`` (double-backward HVPs one column at a time, fastest on the
-            CPU) or ``"vmap"`` (``vmap(jvp(grad))`` over the columns, batched; suited to
-            GPUs). Both give the same matrix to round-off.
+        method: ``"loop"`` (double-backward HVPs one column at a time, reverse mode only,
+            fastest on the CPU) or ``"vmap"`` (``vmap(jvp(grad))`` over the columns,
+            batched; suited to GPUs). Both give the same matrix to round-off.
         chunk_size: columns per ``vmap`` batch (``None``: all at once).
+        rows: ``projection.dense(...)`` in the parameters' dtype and device, if already
+            built (:func:`measure` builds it once for H and J R).
     """
-    any_p = next(iter(params.values()))
-    rows = projection.dense(any_p.dtype, any_p.device)  # (d, P)
+    _check(method, HVP_METHODS, "hvp_method")
+    if rows is None:
+        any_p = next(iter(params.values()))
+        rows = projection.dense(any_p.dtype, any_p.device)  # (d, P)
     if method == "loop":
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        leaves = _leaves(params)
         grads = torch.autograd.grad(loss_fn(leaves), list(leaves.values()), create_graph=True)
-        gflat = _flat(grads)  # (P,)
-        cols = []
-        for row in rows:
-            hv = torch.autograd.grad(
-                gflat, list(leaves.values()), grad_outputs=row, retain_graph=True
-            )
-            cols.append(projection.apply_transpose(_flat(hv)))
-        h = torch.stack(cols, dim=1)
-    elif method == "vmap":
-        detached = {k: v.detach() for k, v in params.items()}
-
-        def hvp(tangent: dict[str, Tensor]) -> Tensor:
-            _, out = torch.func.jvp(torch.func.grad(loss_fn), (detached,), (tangent,))
-            return projection.apply_transpose(_flat(out.values()))
-
-        with FORWARD_AD_LOCK:
-            h = torch.func.vmap(hvp, chunk_size=chunk_size)(_unflat(rows, detached)).T
+        h = _hvp_loop(_flat(grads), leaves, rows, projection)
     else:
-        raise ValueError(f"curvature.hvp_method: unknown value {method!r}; choose loop or vmap")
+        h = _hvp_vmap(loss_fn, params, rows, projection, chunk_size)
     return 0.5 * (h + h.T)
 
 
@@ -156,6 +281,8 @@ def projected_jacobian(
     projection: Projection,
     method: str = "loop",
     chunk_size: int | None = None,
+    rows: Tensor | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Tensor:
     """``J R``: the raw logits' directional derivatives, ``(d, N, K)``.
 
@@ -166,29 +293,30 @@ def projected_jacobian(
         method: ``"loop"``: reverse mode only, by the double-vjp trick
             ``J v = d/du <J^T u, v>`` (one backward pass per column through the graph of
             ``J^T u``, which is linear in ``u``); safe next to other autograd work in other
-            threads. ``"vmap"``: ``d`` forward-mode JVPs batched with ``vmap``, one batched
-            forward pass (faster, but forward-mode AD state is process-global in torch:
-            see :data:`FORWARD_AD_LOCK`).
+            threads. ``"sparse"``: the same in one batched pass, with the linear layers'
+            part of ``R`` applied to their inputs sparsely (:func:`_jr_sparse`; needs
+            ``model``; thread-safe; fastest for MLPs on the CPU). ``"vmap"``: ``d``
+            forward-mode JVPs batched with ``vmap`` (fastest for convnets, but
+            forward-mode AD state is process-global in torch, so concurrent calls queue on
+            :data:`FORWARD_AD_LOCK`).
         chunk_size: columns per ``vmap`` batch (``None``: all at once).
+        rows: ``projection.dense(...)``, if already built (see :func:`projected_hessian`).
+        model: the module ``logit_fn`` runs (``"sparse"`` records its linear layers).
     """
-    any_p = next(iter(params.values()))
-    rows = projection.dense(any_p.dtype, any_p.device)
-    if method == "loop":
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        logits = logit_fn(leaves)  # (N, K)
-        dual = torch.zeros_like(logits, requires_grad=True)
-        jtu = _flat(torch.autograd.grad(logits, list(leaves.values()), dual, create_graph=True))
-        cols = [torch.autograd.grad(jtu, dual, row, retain_graph=True)[0] for row in rows]
-        return torch.stack(cols)
-    if method != "vmap":
-        raise ValueError(f"curvature.hvp_method: unknown value {method!r}; choose loop or vmap")
-    detached = {k: v.detach() for k, v in params.items()}
-
-    def jvp(tangent: dict[str, Tensor]) -> Tensor:
-        return torch.func.jvp(logit_fn, (detached,), (tangent,))[1]
-
-    with FORWARD_AD_LOCK:
-        return torch.func.vmap(jvp, chunk_size=chunk_size)(_unflat(rows, detached))
+    _check(method, JVP_METHODS, "jvp_method")
+    leaves = _leaves(params)
+    if method == "sparse":
+        if model is None:
+            raise ValueError("projected_jacobian: method 'sparse' needs the model")
+        with linear_inputs(model) as linear:
+            logits = logit_fn(leaves)
+        return _jr_sparse(logits, leaves, projection, linear)
+    if rows is None:
+        any_p = next(iter(params.values()))
+        rows = projection.dense(any_p.dtype, any_p.device)
+    if method == "vmap":
+        return _jr_vmap(logit_fn, params, rows, chunk_size)
+    return _jr_reverse(logit_fn(leaves), leaves, rows)
 
 
 def gauss_newton(jr: Tensor, logits: Tensor, temperature: float) -> Tensor:
@@ -245,8 +373,16 @@ def measure(
     projection: Projection,
     method: str = "loop",
     chunk_size: int | None = None,
+    jvp_method: str = "loop",
 ) -> tuple[dict[str, float | bool], dict[str, float]]:
     """Every curvature metric of one cell at ``params`` (already alpha-scaled).
+
+    One forward pass and one gradient serve the diagnostics, the ``loop`` HVPs and the
+    reverse-mode ``J R``; the dense rows of ``R`` are built once.
+
+    Args:
+        method: ``H R`` method (:func:`projected_hessian`).
+        jvp_method: ``J R`` method (:func:`projected_jacobian`).
 
     Returns:
         ``(row, layer_ratios)``: ``row`` holds ``loss``, ``accuracy``, ``logit_norm``
@@ -258,16 +394,38 @@ def measure(
     from goldilocks.models import forward
     from goldilocks.scaling import tempered_loss
 
+    _check(method, HVP_METHODS, "hvp_method")
+    _check(jvp_method, JVP_METHODS, "jvp_method")
+
     def logit_fn(p: dict[str, Tensor]) -> Tensor:
         return forward(model, p, x)
 
     def loss_fn(p: dict[str, Tensor]) -> Tensor:
         return tempered_loss(logit_fn(p), y, temperature)
 
-    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-    logits = logit_fn(leaves)  # (N, K)
+    any_p = next(iter(params.values()))
+    rows = projection.dense(any_p.dtype, any_p.device)  # (d, P), shared by H and J R
+    leaves = _leaves(params)
+    with linear_inputs(model) if jvp_method == "sparse" else contextlib.nullcontext({}) as linear:
+        logits = logit_fn(leaves)  # (N, K), with its graph
     loss = tempered_loss(logits, y, temperature)
-    grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
+    create_graph = method == "loop"  # the HVP loop differentiates this gradient again
+    grad_list = torch.autograd.grad(
+        loss, list(leaves.values()), create_graph=create_graph, retain_graph=True
+    )
+    grads = {k: g.detach() for k, g in zip(leaves, grad_list, strict=True)}
+    if jvp_method == "vmap":
+        jr = _jr_vmap(logit_fn, params, rows, chunk_size)
+    elif jvp_method == "sparse":
+        jr = _jr_sparse(logits, leaves, projection, linear)
+    else:
+        jr = _jr_reverse(logits, leaves, rows)
+    if method == "loop":
+        hessian = _hvp_loop(_flat(grad_list), leaves, rows, projection)
+    else:
+        hessian = _hvp_vmap(loss_fn, params, rows, projection, chunk_size)
+    del grad_list, rows
+    hessian = 0.5 * (hessian + hessian.T)
     logits = logits.detach()
     row: dict[str, float | bool] = {
         "loss": loss.item(),
@@ -279,8 +437,6 @@ def measure(
         name: (grads[name].double().square().mean() / params[name].double().square().mean()).item()
         for name in params
     }
-    hessian = projected_hessian(loss_fn, params, projection, method, chunk_size)
-    jr = projected_jacobian(logit_fn, params, projection, method, chunk_size)
     gterm = gauss_newton(jr, logits, temperature)
     matrices = {"hessian": hessian, "gterm": gterm, "hterm": hessian - gterm}
     finite = all(torch.isfinite(m).all() for m in matrices.values())

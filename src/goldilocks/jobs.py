@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,6 +47,11 @@ def configure_torch(threads: int) -> None:
             return
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        # torch.func's first vmap scripts a helper and warns that torch.jit.script is
+        # deprecated: torch's own business, noise in every job log.
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+        )
         _torch_ready = True
 
 
@@ -61,6 +67,16 @@ def hvp_method(method: str, device: torch.device) -> str:
     if method == "auto":
         return "vmap" if device.type == "cuda" else "loop"
     return method
+
+
+def jvp_method(method: str, device: torch.device, params: Mapping[str, torch.Tensor]) -> str:
+    """``auto`` -> ``vmap`` (forward mode) on a GPU and for models with convolutions,
+    ``sparse`` (reverse mode, R applied sparsely in linear layers) for MLPs on the CPU:
+    the fastest per model type on the CPU, measured (README, "Curvature cost")."""
+    if method != "auto":
+        return method
+    convolutional = any(p.dim() > 2 for p in params.values())
+    return "vmap" if device.type == "cuda" or convolutional else "sparse"
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -206,7 +222,8 @@ def curvature_cell(
         y = init["batch_y"].to(device)
         proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
         method = hvp_method(params["hvp_method"], device)
-        row, ratios = measure(model, theta, x, y, temperature, proj, method)
+        jvp = jvp_method(params["jvp_method"], device, theta)
+        row, ratios = measure(model, theta, x, y, temperature, proj, method, jvp_method=jvp)
         d = depth(arch, variant)
         record = {
             "architecture": arch,
@@ -382,7 +399,7 @@ def train_cell(
             params["epochs"],
             params["log_every"],
             params["chunk_size"],
-            probe=_curvature_probe(model, init, temperature, device, dtype, params["hvp_method"]),
+            probe=_curvature_probe(model, init, temperature, device, dtype, params),
             probe_every=params["curvature_every"],
             on_epoch=save_checkpoint if ckpt and checkpoint_every else None,
         )
@@ -419,7 +436,7 @@ def train_cell(
         )
 
 
-def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, method: str):
+def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, params: Mapping):
     """Curvature along training: the SPEC section 4 matrix metrics at given parameters.
 
     Same curvature batch and projection R as the cell's curvature at initialisation (from
@@ -432,10 +449,11 @@ def _curvature_probe(model, init: Mapping, temperature: float, device, dtype, me
     x = init["batch_x"].to(device=device, dtype=dtype)
     y = init["batch_y"].to(device)
     proj = Projection(init["proj_index"], init["proj_value"], count_params(init["params"]))
-    method = hvp_method(method, device)
+    method = hvp_method(params["hvp_method"], device)
+    jvp = jvp_method(params["jvp_method"], device, init["params"])
 
-    def probe(params: dict) -> dict:
-        row, _ = measure(model, params, x, y, temperature, proj, method)
+    def probe(theta: dict) -> dict:
+        row, _ = measure(model, theta, x, y, temperature, proj, method, jvp_method=jvp)
         return {k: v for k, v in row.items() if k.split("_", 1)[0] in MATRICES}
 
     return probe

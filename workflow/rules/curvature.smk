@@ -13,5 +13,6 @@ rule curvature:
         dtype=config["curvature"]["dtype"],
         device=config["device"],
         hvp_method=config["curvature"]["hvp_method"],
+        jvp_method=config["curvature"]["jvp_method"],
     run:
         job("curvature_cell")(input.init, output[0], log[0], wildcards, params, threads)

@@ -25,6 +25,7 @@ rule train:
         alpha_lr_rule=config["training"]["alpha_lr_rule"],
         curvature_every=config["training"]["curvature_every"],
         hvp_method=config["curvature"]["hvp_method"],
+        jvp_method=config["curvature"]["jvp_method"],
     run:
         job("train_cell")(
             input.init,

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (see the README, "GPU"): curvature timings and peak memory,
+# the device-vs-CPU check, and the tiny workflow through profiles/gpu. Writes logs and the
+# tiny run's tables to $OUT (default ./gpu-out). Snakemake comes from wheels in .whl/ when
+# the machine has none (it cannot reach PyPI).
+set -u
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PY:-python3}
+step() { echo "== $1 ($(date +%T))"; }
+step "device"
+nvidia-smi -L
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+step "curvature benchmark, LeNet-300-100"
+timeout 150 $PY benchmarks/curvature.py --device cuda --repeats 5 2>&1 | tee "$OUT/bench_lenet300100.txt"
+step "device check"
+timeout 150 $PY benchmarks/device_check.py --device cuda 2>&1 | tee "$OUT/device_check.txt"
+step "curvature benchmark, ResNet-4 / CIFAR-10 (largest model)"
+timeout 90 $PY benchmarks/curvature.py --device cuda --arch resnet4 --dataset cifar10 \
+  --skip-subspace --repeats 3 2>&1 | tee "$OUT/bench_resnet4.txt"
+step "tiny workflow, profiles/gpu"
+if [ -d .whl ] && ! $PY -c "import snakemake" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+start=$(date +%s)
+timeout 150 $PY -m snakemake --configfile configs/tiny.yaml --config device=auto \
+  --workflow-profile profiles/gpu --cores 8 > "$OUT/tiny_gpu.log" 2>&1
+echo "snakemake exit $? in $(( $(date +%s) - start )) s"
+tail -5 "$OUT/tiny_gpu.log"
+grep -h "device\|curvature {" logs/curvature/*/*.log 2>/dev/null | head -3
+tar czf "$OUT/tiny_gpu_results.tar.gz" results/aggregate results/curvature results/train logs 2>/dev/null
+step "done"
