@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -151,7 +152,11 @@ def peak_memory(args, name, dtype):
         "--dim",
         str(args.dim),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    # A fixed mmap threshold makes glibc return every large block to the system on free,
+    # so RSS follows the tensors (with the default dynamic threshold freed blocks stay
+    # in the heap and a second call's peak is invisible).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["mib"]
 
 

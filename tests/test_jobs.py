@@ -176,7 +176,8 @@ def test_divergence_is_recorded_and_leaves_no_checkpoint(inputs, tmp_path):
 
 def test_auto_methods_follow_the_device_and_the_model():
     """auto: H by the reverse loop on the CPU, vmap on a GPU; J R by the sparse reverse pass for
-    MLPs on the CPU, forward-mode vmap for convnets and on a GPU (README, Curvature cost)."""
+    MLPs on the CPU, forward-mode vmap for convnets and on a GPU (README, "The curvature
+    engine: cost")."""
     from goldilocks.models import build_model, init_params
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")

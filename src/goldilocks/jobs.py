@@ -72,7 +72,7 @@ def hvp_method(method: str, device: torch.device) -> str:
 def jvp_method(method: str, device: torch.device, params: Mapping[str, torch.Tensor]) -> str:
     """``auto`` -> ``vmap`` (forward mode) on a GPU and for models with convolutions,
     ``sparse`` (reverse mode, R applied sparsely in linear layers) for MLPs on the CPU:
-    the fastest per model type on the CPU, measured (README, "Curvature cost")."""
+    the fastest per model type on the CPU, measured (README, "The curvature engine: cost")."""
     if method != "auto":
         return method
     convolutional = any(p.dim() > 2 for p in params.values())
