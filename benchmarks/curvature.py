@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import threading
@@ -37,6 +36,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import timed  # noqa: E402
 
 from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
 from goldilocks.curvature import (  # noqa: E402
@@ -111,23 +113,6 @@ def methods(model, params, x, y, proj, temperature=1.0):
         "r_rows": lambda: proj.dense(any_p.dtype, device),
         "cell": lambda: measure(model, params, x, y, temperature, proj, auto_h, jvp_method=auto_j),
     }
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats):
-    fn()  # warm-up
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def peak_memory(args, name, dtype):

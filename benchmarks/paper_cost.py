@@ -15,9 +15,7 @@ staging and figures are not included; 1,000-epoch cells that diverge stop early)
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +24,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import timed  # noqa: E402
 
 from goldilocks import grid  # noqa: E402
 from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
@@ -36,23 +37,6 @@ from goldilocks.models import build_model, count_params, init_params  # noqa: E4
 from goldilocks.training import loss_and_grad  # noqa: E402
 
 TRAIN_SIZES = {"fmnist": 60_000, "cifar10": 50_000, "synthetic": 2_048}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, repeats: int) -> float:
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
