@@ -6,7 +6,11 @@ precisions from the same stored initialisation (``<workdir>/results/init``, buil
 workflow) and print the differences side by side, with the time each precision took.
 
     python benchmarks/precision.py [--config config.yaml] [--seed 0]
-        [--workdir DIR] [--pair resnet4/fmnist]
+        [--workdir DIR] [--pair resnet4/fmnist] [--device cuda]
+
+On a GPU (``--device cuda``) both precisions run there with the ``auto`` methods, TF32 off.
+Columns: Tr/||H||_F in both precisions and their difference, the fraction of positive
+eigenvalues, and the differences of Tr/||.||_F for G and for the H-term.
 """
 
 from __future__ import annotations
@@ -27,19 +31,24 @@ from goldilocks.architectures import DATASET_SHAPES, depth  # noqa: E402
 from goldilocks.config import check_config  # noqa: E402
 from goldilocks.curvature import Projection, measure  # noqa: E402
 from goldilocks.grid import alpha_and_temperature, log_grid, scale_spec  # noqa: E402
-from goldilocks.jobs import load  # noqa: E402
+from goldilocks.jobs import hvp_method, jvp_method, load  # noqa: E402
 from goldilocks.models import build_model, count_params  # noqa: E402
 from goldilocks.scaling import scale_params  # noqa: E402
 
 
-def run(init, arch, dataset, variant, scaling, scale, dtype):
+def run(init, arch, dataset, variant, scaling, scale, dtype, device):
     shape, classes = DATASET_SHAPES[dataset]
     model = build_model(arch, variant, shape, classes)
     alpha, temperature = alpha_and_temperature(scaling, scale, arch, variant)
-    theta = scale_params({k: v.to(dtype) for k, v in init["params"].items()}, alpha)
+    theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
+    theta = scale_params(theta, alpha)
     proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
+    x, y = init["batch_x"].to(device=device, dtype=dtype), init["batch_y"].to(device)
+    h, j = hvp_method("auto", device), jvp_method("auto", device, theta)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    row, _ = measure(model, theta, init["batch_x"].to(dtype), init["batch_y"], temperature, proj)
+    row, _ = measure(model, theta, x, y, temperature, proj, h, jvp_method=j)
     return row, time.perf_counter() - start
 
 
@@ -50,16 +59,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", default=str(ROOT), help="folder holding results/init")
     parser.add_argument("--pair", help="architecture/dataset (default: the config's first)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     config = check_config(yaml.safe_load(Path(args.config).read_text()), schema)
     pair = config["pairs"][0]
     arch, dataset = args.pair.split("/") if args.pair else (pair["architecture"], pair["dataset"])
-    print(f"{arch}/{dataset} seed {args.seed}, torch threads {args.threads}")
+    print(f"{arch}/{dataset} seed {args.seed}, {device}, torch threads {args.threads}")
     print(
         f"{'variant':12} {'scaling':12} {'scale':>9} | {'Tr/|H| f64':>10} {'f32':>10} {'|diff|':>8}"
-        f" | {'frac+ f64':>9} {'f32':>6} | {'G Tr/|G| diff':>13} | {'f64 s':>6} {'f32 s':>6}"
+        f" | {'frac+ f64':>9} {'f32':>6} | {'G diff':>8} {'H-term diff':>11}"
+        f" | {'f64 s':>6} {'f32 s':>6}"
     )
     worst, t32, t64 = 0.0, 0.0, 0.0
     for variant in config["variants"]:
@@ -70,17 +84,19 @@ def main() -> None:
             spec = scale_spec(config["curvature"]["scales"], scaling, variant)
             grid = log_grid(spec, depth(arch, variant).depth)
             for scale in (grid[0], grid[len(grid) // 2], grid[-1]):
-                r64, s64 = run(init, arch, dataset, variant, scaling, scale, torch.float64)
-                r32, s32 = run(init, arch, dataset, variant, scaling, scale, torch.float32)
+                cell = (init, arch, dataset, variant, scaling, scale)
+                r64, s64 = run(*cell, torch.float64, device)
+                r32, s32 = run(*cell, torch.float32, device)
                 t64, t32 = t64 + s64, t32 + s32
                 a, b = r64["hessian_trace_ratio"], r32["hessian_trace_ratio"]
                 diff = abs(a - b) if not (math.isnan(a) and math.isnan(b)) else 0.0
                 gdiff = abs(r64["gterm_trace_ratio"] - r32["gterm_trace_ratio"])
+                hdiff = abs(r64["hterm_trace_ratio"] - r32["hterm_trace_ratio"])
                 worst = max(worst, diff if not math.isnan(diff) else math.inf)
                 print(
                     f"{variant:12} {scaling:12} {scale:9.3g} | {a:10.5f} {b:10.5f} {diff:8.1e}"
                     f" | {r64['hessian_frac_pos']:9.2f} {r32['hessian_frac_pos']:6.2f} |"
-                    f" {gdiff:13.1e} | {s64:6.2f} {s32:6.2f}"
+                    f" {gdiff:8.1e} {hdiff:11.1e} | {s64:6.2f} {s32:6.2f}"
                 )
     print(
         f"worst |Tr/||H||_F difference|: {worst:.2e}; total time float64 {t64:.1f} s, "

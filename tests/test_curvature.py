@@ -228,6 +228,35 @@ def test_sparse_jacobian_falls_back_for_shared_and_batched_linear_layers():
         projected_jacobian(logits, params, proj, "sparse")
 
 
+def test_hterm_below_the_dtype_rounding_is_nan_not_a_number_made_of_rounding():
+    """LayerNorm + joint scaling at tiny alpha: G carries all but 5e-7 of H. float32 gave
+    an H-term Tr/||.||_F of 0.44 against 0.034 in float64; it is now reported as NaN with
+    hterm_resolved = False, while H and G keep their (correct) values."""
+    from goldilocks.grid import alpha_and_temperature
+    from goldilocks.scaling import scale_params
+
+    model, params, x, y = tiny_case("lenet300100", "combined")
+    proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(0))
+
+    def cell(scale, dtype):
+        alpha, temperature = alpha_and_temperature("joint", scale, "lenet300100", "combined")
+        theta = scale_params({k: v.to(dtype) for k, v in params.items()}, alpha)
+        return measure(model, theta, x.to(dtype), y, temperature, proj)[0]
+
+    r64, r32 = cell(1e-9, torch.float64), cell(1e-9, torch.float32)
+    assert r64["hterm_resolved"] and math.isfinite(r64["hterm_trace_ratio"])
+    assert not r32["hterm_resolved"] and not r32["nonfinite"]
+    assert all(
+        math.isnan(v) for k, v in r32.items() if k.startswith("hterm_") and k[6:] != "resolved"
+    )
+    assert r32["hessian_trace_ratio"] == pytest.approx(r64["hessian_trace_ratio"], abs=1e-5)
+    assert r32["gterm_trace_ratio"] == pytest.approx(r64["gterm_trace_ratio"], abs=1e-5)
+    # Where the H-term is a fair share of H, float32 resolves it and matches float64.
+    ok32, ok64 = cell(1e-3, torch.float32), cell(1e-3, torch.float64)
+    assert ok32["hterm_resolved"]
+    assert ok32["hterm_trace_ratio"] == pytest.approx(ok64["hterm_trace_ratio"], abs=1e-3)
+
+
 def test_unknown_methods_name_their_config_key():
     model, params, x, y = tiny_case("lenet300100", "bias")
     proj = sparse_projection(count_params(params), 4, torch.Generator().manual_seed(0))

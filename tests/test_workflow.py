@@ -47,6 +47,7 @@ CURVATURE_COLUMNS = [
         "logit_norm",
         "grad_norm",
         "nonfinite",
+        "hterm_resolved",
     ],
     "compute_seconds",
     *(

@@ -35,6 +35,12 @@ FORWARD_AD_LOCK = threading.Lock()
 METRICS = ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm")
 MATRICES = ("hessian", "gterm", "hterm")
 POSITIVE_TOL = 1e-12
+#: The H-term ``H - G`` is resolved when ``||H - G||_F`` is at least this many machine
+#: epsilons of the working dtype times ``max(||H||_F, ||G||_F)``; below, H and G agree to
+#: nearly every digit the dtype holds and the difference is rounding (float32, ResNet-4
+#: ``combined`` under joint scaling at alpha = 1e-12: ||H - G|| / ||H|| = 4e-10, so
+#: float32 gave Tr/||.||_F = 1.33 for an H-term whose float64 value is -0.11).
+HTERM_RESOLUTION = 1e3
 
 
 @dataclass(frozen=True)
@@ -364,6 +370,18 @@ def matrix_metrics(matrix: Tensor) -> dict[str, float]:
     }
 
 
+def hterm_resolved(hessian: Tensor, gterm: Tensor, hterm: Tensor) -> bool:
+    """Whether ``hterm = hessian - gterm`` rises above the rounding of its working dtype.
+
+    ``||hterm||_F >= HTERM_RESOLUTION * eps * max(||hessian||_F, ||gterm||_F)`` (norms
+    taken in float64). :func:`measure` reports the H-term metrics of an unresolved cell
+    as NaN with ``hterm_resolved = False`` instead of a number made of rounding.
+    """
+    eps = torch.finfo(hterm.dtype).eps
+    norms = [torch.linalg.norm(m.detach().double()).item() for m in (hessian, gterm, hterm)]
+    return norms[2] >= HTERM_RESOLUTION * eps * max(norms[0], norms[1])
+
+
 def measure(
     model: torch.nn.Module,
     params: dict[str, Tensor],
@@ -387,9 +405,10 @@ def measure(
     Returns:
         ``(row, layer_ratios)``: ``row`` holds ``loss``, ``accuracy``, ``logit_norm``
         (``||Z0||_F / sqrt(N)`` of the logits the softmax sees, ``f / T``, as in
-        ``004_*``), ``grad_norm``, ``nonfinite`` and ``<m>_<metric>`` for ``m`` in
-        :data:`MATRICES`; ``layer_ratios`` maps each parameter tensor to the
-        weight-to-gradient ratio ``E[dW^2] / E[W^2]`` of ``003_*``.
+        ``004_*``), ``grad_norm``, ``nonfinite``, ``hterm_resolved`` (see
+        :func:`hterm_resolved`; the ``hterm_*`` metrics are NaN when False) and
+        ``<m>_<metric>`` for ``m`` in :data:`MATRICES`; ``layer_ratios`` maps each
+        parameter tensor to the weight-to-gradient ratio ``E[dW^2] / E[W^2]`` of ``003_*``.
     """
     from goldilocks.models import forward
     from goldilocks.scaling import tempered_loss
@@ -440,9 +459,11 @@ def measure(
     gterm = gauss_newton(jr, logits, temperature)
     matrices = {"hessian": hessian, "gterm": gterm, "hterm": hessian - gterm}
     finite = all(torch.isfinite(m).all() for m in matrices.values())
+    row["hterm_resolved"] = finite and hterm_resolved(hessian, gterm, matrices["hterm"])
     finite = finite and math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
     row["nonfinite"] = not finite
     for name, matrix in matrices.items():
+        ok = finite and (name != "hterm" or row["hterm_resolved"])
         for metric, value in matrix_metrics(matrix).items():
-            row[f"{name}_{metric}"] = value if finite else math.nan
+            row[f"{name}_{metric}"] = value if ok else math.nan
     return row, ratios
