@@ -2,7 +2,12 @@
 # One call on a lent GPU machine (see the README, "GPU"): curvature timings and peak memory,
 # the device-vs-CPU check, and the tiny workflow through profiles/gpu. Writes logs and the
 # tiny run's tables to $OUT (default ./gpu-out). Snakemake comes from wheels in .whl/ when
-# the machine has none (it cannot reach PyPI).
+# the machine has none (it cannot reach PyPI). To build .whl/ (git-ignore it): for each
+# package of `pip show snakemake`'s dependency closure that the GPU image lacks, run
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl NAME==VERSION
+# and `pip wheel --no-deps -w .whl NAME==VERSION` for sdist-only ones (connection_pool);
+# 39 wheels, 26 MB for Snakemake 9.27.1 on 2026-11-26. Carry .whl with the call.
 set -u
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
