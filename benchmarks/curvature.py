@@ -146,36 +146,28 @@ def peak_memory(args, name, dtype):
 
 
 def child(args, device):
+    """Peak RSS of one method, CPU only (a GPU is measured in-process: cuda_peak)."""
     dtype = getattr(torch, args.dtype)
     model, params, x, y, proj = setup(
         args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim
     )
     fn = methods(model, params, x, y, proj)[args.child]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        mib = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        fn()  # warm-up: lazy allocations and caches settle before the baseline
-        base = _rss()
-        peak = [base]
-        done = threading.Event()
+    fn()  # warm-up: lazy allocations and caches settle before the baseline
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
 
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], _rss())
-                time.sleep(0.0005)
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.0005)
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        fn()
-        done.set()
-        sampler.join()
-        mib = (peak[0] - base) / 2**20
-    print(json.dumps({"mib": mib}))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    fn()
+    done.set()
+    sampler.join()
+    print(json.dumps({"mib": (peak[0] - base) / 2**20}))
 
 
 def _rss() -> int:
