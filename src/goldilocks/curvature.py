@@ -459,9 +459,9 @@ def measure(
     gterm = gauss_newton(jr, logits, temperature)
     matrices = {"hessian": hessian, "gterm": gterm, "hterm": hessian - gterm}
     finite = all(torch.isfinite(m).all() for m in matrices.values())
-    row["hterm_resolved"] = finite and hterm_resolved(hessian, gterm, matrices["hterm"])
     finite = finite and math.isfinite(row["loss"]) and math.isfinite(row["grad_norm"])
     row["nonfinite"] = not finite
+    row["hterm_resolved"] = finite and hterm_resolved(hessian, gterm, matrices["hterm"])
     for name, matrix in matrices.items():
         ok = finite and (name != "hterm" or row["hterm_resolved"])
         for metric, value in matrix_metrics(matrix).items():
