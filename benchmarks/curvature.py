@@ -40,40 +40,27 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from timing import timed  # noqa: E402
 
-from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
 from goldilocks.curvature import (  # noqa: E402
     gauss_newton,
     measure,
     projected_hessian,
     projected_jacobian,
-    sparse_projection,
+    resolve_methods,
 )
-from goldilocks.jobs import hvp_method, jvp_method  # noqa: E402
-from goldilocks.models import build_model, count_params, forward, init_params  # noqa: E402
-from goldilocks.scaling import tempered_loss  # noqa: E402
+from goldilocks.initial import random_problem  # noqa: E402
+from goldilocks.models import count_params  # noqa: E402
+from goldilocks.runtime import configure_torch, resolve_device  # noqa: E402
 
 
 def setup(arch, dataset, variant, dtype, device, batch, dim):
-    shape, classes = DATASET_SHAPES[dataset]
-    model = build_model(arch, variant, shape, classes)
-    params = {
-        k: v.to(device=device, dtype=dtype)
-        for k, v in init_params(model, torch.Generator().manual_seed(0)).items()
-    }
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(batch, *shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
-    y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    proj = sparse_projection(count_params(params), dim, torch.Generator().manual_seed(2))
-    return model, params, x, y, proj
+    return random_problem(arch, dataset, variant, batch, dim, device, dtype)
 
 
-def methods(model, params, x, y, proj, temperature=1.0):
+def methods(problem):
     """The measured computations, as zero-argument callables."""
+    params, proj, loss = problem.params, problem.projection, problem.loss
     any_p = next(iter(params.values()))
     rows = proj.dense(any_p.dtype, any_p.device)  # (d, P), built once as in measure()
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, temperature)
 
     def subspace():
         flat0 = torch.cat([p.reshape(-1) for p in params.values()])
@@ -87,31 +74,29 @@ def methods(model, params, x, y, proj, temperature=1.0):
                 start += n
             return loss(out)
 
-        w0 = torch.zeros(proj.dim, dtype=x.dtype, device=x.device)
+        w0 = torch.zeros(proj.dim, dtype=any_p.dtype, device=any_p.device)
         return torch.autograd.functional.hessian(in_subspace, w0)
 
     def gterm(method):
-        jr = projected_jacobian(
-            lambda p: forward(model, p, x), params, proj, method, rows=rows, model=model
-        )
-        return gauss_newton(jr, forward(model, params, x), temperature)
+        jr = projected_jacobian(problem, method, rows=rows)
+        return gauss_newton(jr, problem.logits(params), problem.temperature)
 
     def gradient():
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         return torch.autograd.grad(loss(leaves), list(leaves.values()))
 
     device = any_p.device
-    auto_h, auto_j = hvp_method("auto", device), jvp_method("auto", device, params)
+    auto = resolve_methods("auto", "auto", device, params)
     return {
         "a_subspace": subspace,
-        "b_loop": lambda: projected_hessian(loss, params, proj, "loop", rows=rows),
-        "b_vmap": lambda: projected_hessian(loss, params, proj, "vmap", rows=rows),
+        "b_loop": lambda: projected_hessian(problem, "loop", rows=rows),
+        "b_vmap": lambda: projected_hessian(problem, "vmap", rows=rows),
         "c_loop": lambda: gterm("loop"),
         "c_sparse": lambda: gterm("sparse"),
         "c_vmap": lambda: gterm("vmap"),
         "d_gradient": gradient,
         "r_rows": lambda: proj.dense(any_p.dtype, device),
-        "cell": lambda: measure(model, params, x, y, temperature, proj, auto_h, jvp_method=auto_j),
+        "cell": lambda: measure(problem, *auto),
     }
 
 
@@ -148,10 +133,9 @@ def peak_memory(args, name, dtype):
 def child(args, device):
     """Peak RSS of one method, CPU only (a GPU is measured in-process: cuda_peak)."""
     dtype = getattr(torch, args.dtype)
-    model, params, x, y, proj = setup(
-        args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim
-    )
-    fn = methods(model, params, x, y, proj)[args.child]
+    fn = methods(setup(args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim))[
+        args.child
+    ]
     fn()  # warm-up: lazy allocations and caches settle before the baseline
     base = _rss()
     peak = [base]
@@ -192,13 +176,8 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    configure_torch(args.threads)  # threads (0: torch's default) and TF32 off
+    device = resolve_device(args.device)
     if args.child:
         child(args, device)
         return
@@ -218,10 +197,9 @@ def main() -> None:
     print(f"{'dtype':8} {'P':>8} " + " ".join(f"{h:>10}" for h in heads) + " | a/b   c/b   b/d")
     for dtype_name in args.dtypes.split(","):
         dtype = getattr(torch, dtype_name)
-        model, params, x, y, proj = setup(
-            args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim
-        )
-        fns = methods(model, params, x, y, proj)
+        problem = setup(args.arch, args.dataset, args.variant, dtype, device, args.batch, args.dim)
+        params = problem.params
+        fns = methods(problem)
         t = {
             k: (
                 float("nan")
@@ -230,7 +208,7 @@ def main() -> None:
             )
             for k in columns
         }
-        auto_h, auto_j = hvp_method("auto", device), jvp_method("auto", device, params)
+        auto_h, auto_j = resolve_methods("auto", "auto", device, params)
         b, c = t[f"b_{auto_h}"], t[f"c_{auto_j}"]
         print(
             f"{dtype_name:8} {count_params(params):8d} "
@@ -245,7 +223,7 @@ def main() -> None:
         names.insert(0, "a_subspace")
     for dtype_name in args.dtypes.split(","):
         if device.type == "cuda":  # the allocator's own peak counter: no fresh process needed
-            model, params, x, y, proj = setup(
+            problem = setup(
                 args.arch,
                 args.dataset,
                 args.variant,
@@ -254,7 +232,7 @@ def main() -> None:
                 args.batch,
                 args.dim,
             )
-            fns = methods(model, params, x, y, proj)
+            fns = methods(problem)
             mem = {n: cuda_peak(fns[n]) for n in names}
         else:
             mem = {n: peak_memory(args, n, dtype_name) for n in names}

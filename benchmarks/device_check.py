@@ -25,9 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from goldilocks.architectures import DATASET_SHAPES, VARIANTS  # noqa: E402
-from goldilocks.curvature import MATRICES, measure, sparse_projection  # noqa: E402
-from goldilocks.models import build_model, count_params, init_params  # noqa: E402
+from goldilocks.curvature import MATRICES, measure  # noqa: E402
+from goldilocks.initial import random_problem  # noqa: E402
+from goldilocks.runtime import configure_torch  # noqa: E402
+from goldilocks.variants import VARIANTS  # noqa: E402
 
 PAIRS = (("lenet300100", "fmnist"), ("lenet5", "cifar10"), ("resnet4", "cifar10"))
 METHODS = [(h, j) for h in ("loop", "vmap") for j in ("loop", "sparse", "vmap")]
@@ -37,15 +38,7 @@ LIMITS = {"float64": 1e-8, "float32": 1e-3}
 
 
 def cell(arch, dataset, variant, dtype, device, method, jvp):
-    shape, classes = DATASET_SHAPES[dataset]
-    model = build_model(arch, variant, shape, classes)
-    params = init_params(model, torch.Generator().manual_seed(0))
-    params = {k: v.to(device=device, dtype=dtype) for k, v in params.items()}
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(32, *shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
-    y = torch.randint(0, classes, (32,), generator=g).to(device)
-    proj = sparse_projection(count_params(params), 16, torch.Generator().manual_seed(2))
-    return measure(model, params, x, y, 1.0, proj, method, jvp_method=jvp)[0]
+    return measure(random_problem(arch, dataset, variant, 32, 16, device, dtype), method, jvp)[0]
 
 
 def difference(row, ref) -> float:
@@ -63,8 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    configure_torch()  # TF32 off
     device = torch.device(args.device)
     print(f"device {device}: {torch.cuda.get_device_name() if device.type == 'cuda' else ''}")
     failed = False

@@ -49,15 +49,17 @@ def main() -> None:
     config["curvature"]["scales"]["temperature"]["num"] = args.cells
     config["training"]["enabled"] = False
     sys.path.insert(0, str(ROOT / "src"))
+    from goldilocks.cells import curvature_cells
     from goldilocks.config import check_config
-    from goldilocks.grid import curvature_cells
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     pattern = (
         "results/curvature/{architecture}_{dataset}/{variant}/{scaling}/"
         "scale{scale}_seed{seed}.parquet"
     )
-    targets = [pattern.format(**vars(c)) for c in curvature_cells(check_config(config, schema))]
+    targets = [
+        pattern.format(**c.wildcards()) for c in curvature_cells(check_config(config, schema))
+    ]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from timing import timed  # noqa: E402
 
-from goldilocks import grid  # noqa: E402
-from goldilocks.architectures import DATASET_SHAPES  # noqa: E402
+from goldilocks import cells, grid  # noqa: E402
 from goldilocks.config import check_config  # noqa: E402
-from goldilocks.curvature import measure, sparse_projection  # noqa: E402
-from goldilocks.jobs import configure_torch, hvp_method, jvp_method, resolve_device  # noqa: E402
-from goldilocks.models import build_model, count_params, init_params  # noqa: E402
+from goldilocks.curvature import measure, resolve_methods  # noqa: E402
+from goldilocks.initial import random_problem  # noqa: E402
+from goldilocks.runtime import configure_torch, resolve_device  # noqa: E402
 from goldilocks.training import loss_and_grad  # noqa: E402
+from goldilocks.variants import DATASET_SHAPES  # noqa: E402
 
 TRAIN_SIZES = {"fmnist": 60_000, "cifar10": 50_000, "synthetic": 2_048}
 
@@ -54,8 +54,8 @@ def main() -> None:
     device = resolve_device(args.device)
     cur, tr = config["curvature"], config["training"]
     cdtype, tdtype = getattr(torch, cur["dtype"]), getattr(torch, tr["dtype"])
-    n_curv = Counter((c.architecture, c.dataset) for c in grid.curvature_cells(config))
-    n_train = Counter((c.architecture, c.dataset) for c in grid.train_cells(config))
+    n_curv = Counter((c.architecture, c.dataset) for c in cells.curvature_cells(config))
+    n_train = Counter((c.architecture, c.dataset) for c in cells.train_cells(config))
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"{args.config}: {name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
@@ -65,23 +65,17 @@ def main() -> None:
     total = 0.0
     for arch, dataset in grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"]):
         shape, classes = DATASET_SHAPES[dataset]
-        model = build_model(arch, "combined", shape, classes)  # the costliest variant
-        init = init_params(model, torch.Generator().manual_seed(0))
-        g = torch.Generator().manual_seed(1)
-        theta = {k: v.to(device=device, dtype=cdtype) for k, v in init.items()}
-        xb = torch.randn(cur["batch_size"], *shape, generator=g).to(device=device, dtype=cdtype)
-        yb = torch.randint(0, classes, (cur["batch_size"],), generator=g).to(device)
-        proj = sparse_projection(count_params(theta), cur["subspace_dim"], g)
-        h, j = hvp_method(cur["hvp_method"], device), jvp_method(cur["jvp_method"], device, theta)
-        cell = timed(
-            lambda a=(model, theta, xb, yb, 1.0, proj, h): measure(*a, jvp_method=j),  # noqa: B023
-            device,
-            1,
+        problem = random_problem(  # the costliest variant
+            arch, dataset, "combined", cur["batch_size"], cur["subspace_dim"], device, cdtype
         )
+        methods = resolve_methods(cur["hvp_method"], cur["jvp_method"], device, problem.params)
+        cell = timed(lambda p=problem, m=methods: measure(p, *m), device, 1)
         n = args.train_size or tr.get("train_subset") or TRAIN_SIZES[dataset]
+        g = torch.Generator().manual_seed(3)
         x = torch.randn(n, *shape, generator=g).to(device=device, dtype=tdtype)
         y = torch.randint(0, classes, (n,), generator=g).to(device)
-        params = {k: v.to(device=device, dtype=tdtype) for k, v in init.items()}
+        model = problem.model
+        params = {k: v.to(dtype=tdtype) for k, v in problem.params.items()}
 
         def epoch(x=x, y=y, params=params, model=model):
             _, grads = loss_and_grad(model, params, x, y, 1.0, tr["chunk_size"])

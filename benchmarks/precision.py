@@ -27,28 +27,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from goldilocks.architectures import DATASET_SHAPES, depth  # noqa: E402
 from goldilocks.config import check_config  # noqa: E402
-from goldilocks.curvature import Projection, measure  # noqa: E402
-from goldilocks.grid import alpha_and_temperature, log_grid, scale_spec  # noqa: E402
-from goldilocks.jobs import hvp_method, jvp_method, load  # noqa: E402
-from goldilocks.models import build_model, count_params  # noqa: E402
-from goldilocks.scaling import scale_params  # noqa: E402
+from goldilocks.curvature import measure, resolve_methods  # noqa: E402
+from goldilocks.grid import alpha_and_temperature, scales_of  # noqa: E402
+from goldilocks.initial import InitialState, problem  # noqa: E402
+from goldilocks.runtime import configure_torch  # noqa: E402
+from goldilocks.variants import describe  # noqa: E402
 
 
 def run(init, arch, dataset, variant, scaling, scale, dtype, device):
-    shape, classes = DATASET_SHAPES[dataset]
-    model = build_model(arch, variant, shape, classes)
     alpha, temperature = alpha_and_temperature(scaling, scale, arch, variant)
-    theta = {k: v.to(device=device, dtype=dtype) for k, v in init["params"].items()}
-    theta = scale_params(theta, alpha)
-    proj = Projection(init["proj_index"], init["proj_value"], count_params(theta))
-    x, y = init["batch_x"].to(device=device, dtype=dtype), init["batch_y"].to(device)
-    h, j = hvp_method("auto", device), jvp_method("auto", device, theta)
+    cell = problem(init, arch, dataset, variant, alpha, temperature, device, dtype)
+    methods = resolve_methods("auto", "auto", device, cell.params)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    row, _ = measure(model, theta, x, y, temperature, proj, h, jvp_method=j)
+    row, _ = measure(cell, *methods)
     return row, time.perf_counter() - start
 
 
@@ -61,9 +55,7 @@ def main() -> None:
     parser.add_argument("--pair", help="architecture/dataset (default: the config's first)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    configure_torch(args.threads)  # and TF32 off
     device = torch.device(args.device)
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     config = check_config(yaml.safe_load(Path(args.config).read_text()), schema)
@@ -79,10 +71,9 @@ def main() -> None:
     for variant in config["variants"]:
         init_dir = Path(args.workdir) / f"results/init/{arch}_{dataset}/{variant}"
         init_path = init_dir / f"seed{args.seed}.pt"
-        init = load(init_path)
+        init = InitialState.load(init_path)
         for scaling in config["curvature"]["scalings"]:
-            spec = scale_spec(config["curvature"]["scales"], scaling, variant)
-            grid = log_grid(spec, depth(arch, variant).depth)
+            grid = scales_of(config["curvature"]["scales"], scaling, describe(arch, variant))
             for scale in (grid[0], grid[len(grid) // 2], grid[-1]):
                 cell = (init, arch, dataset, variant, scaling, scale)
                 r64, s64 = run(*cell, torch.float64, device)

@@ -11,8 +11,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from goldilocks.architectures import VARIANTS  # noqa: E402
 from goldilocks.models import build_model, init_params  # noqa: E402
+from goldilocks.variants import VARIANTS  # noqa: E402
 
 #: Tiny versions of every architecture: (architecture, input shape, widths).
 TINY = {

@@ -7,11 +7,13 @@ import torch
 from conftest import TINY, tiny_case
 
 from goldilocks.curvature import (
+    Problem,
     gauss_newton,
     matrix_metrics,
     measure,
     projected_hessian,
     projected_jacobian,
+    resolve_methods,
     sparse_projection,
 )
 from goldilocks.models import count_params, forward
@@ -57,15 +59,12 @@ def test_projected_hessian_matches_dense(architecture, variant, temperature):
     proj = sparse_projection(count_params(params), 8, torch.Generator().manual_seed(3))
     r = proj.dense().T  # (P, d)
     dense_h, dense_g = _dense_references(model, params, x, y, temperature)
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, temperature)
-
+    problem = Problem(model, params, x, y, temperature, proj)
     for method in ("loop", "vmap"):
-        h = projected_hessian(loss, params, proj, method=method, chunk_size=3)
+        h = projected_hessian(problem, method=method, chunk_size=3)
         assert _rel(h, r.T @ dense_h @ r) <= 1e-12, method
     for method in ("loop", "sparse", "vmap"):
-        jr = projected_jacobian(lambda p: forward(model, p, x), params, proj, method, model=model)
+        jr = projected_jacobian(problem, method)
         g = gauss_newton(jr, forward(model, params, x), temperature)
         assert _rel(g, r.T @ dense_g @ r) <= 1e-12, method
     # G is positive semi-definite; H = G + H_term by construction of H_term.
@@ -81,12 +80,9 @@ def test_loop_and_vmap_agree_on_a_real_model():
     x = torch.randn(32, 1, 28, 28, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (32,), generator=g)
     proj = sparse_projection(count_params(params), 10, torch.Generator().manual_seed(2))
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, 1.0)
-
-    a = projected_hessian(loss, params, proj, "loop")
-    b = projected_hessian(loss, params, proj, "vmap")
+    problem = Problem(model, params, x, y, 1.0, proj)
+    a = projected_hessian(problem, "loop")
+    b = projected_hessian(problem, "vmap")
     assert _rel(a, b) <= 1e-12
 
 
@@ -148,51 +144,39 @@ def test_matrix_metrics_nonfinite_and_zero():
 def test_measure_reports_every_metric_and_flags_overflow():
     model, params, x, y = tiny_case("lenet300100", "bias")
     proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(0))
-    row, ratios = measure(model, params, x, y, 1.0, proj)
+    row, ratios = measure(Problem(model, params, x, y, 1.0, proj))
     assert not row["nonfinite"]
     for m in ("hessian", "gterm", "hterm"):
         for metric in ("trace_ratio", "frac_pos", "eig_max", "eig_min", "spectral_norm"):
             assert math.isfinite(row[f"{m}_{metric}"])
     assert set(ratios) == set(params)
     huge = {k: v * 1e120 for k, v in params.items()}  # logits ~ 1e360: overflow
-    row, _ = measure(model, huge, x, y, 1.0, proj)
+    row, _ = measure(Problem(model, huge, x, y, 1.0, proj))
     assert row["nonfinite"]
     assert math.isnan(row["hessian_trace_ratio"])
 
 
 @pytest.mark.parametrize("architecture", ["lenet300100", "lenet5"])
-def test_measure_shares_one_pass_and_matches_the_separate_paths(architecture):
-    """measure() reuses one forward pass, one gradient and one dense R for H, J R and the
-    diagnostics; every method pair gives what the stand-alone functions give."""
-    from goldilocks.curvature import matrix_metrics
-
+def test_measure_with_its_shared_pass_equals_the_stand_alone_calls(architecture):
+    """measure() hands one forward pass, gradient and dense R to projected_hessian and
+    projected_jacobian; every method pair gives the metrics of the stand-alone calls."""
     model, params, x, y = tiny_case(architecture, "residual")
     proj = sparse_projection(count_params(params), 7, torch.Generator().manual_seed(5))
-    temperature = 0.7
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, temperature)
-
-    h = projected_hessian(loss, params, proj)
-    g = gauss_newton(
-        projected_jacobian(lambda p: forward(model, p, x), params, proj),
-        forward(model, params, x),
-        temperature,
-    )
+    problem = Problem(model, params, x, y, 0.7, proj)
+    h = projected_hessian(problem)
+    g = gauss_newton(projected_jacobian(problem), forward(model, params, x), 0.7)
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    grad_norm = torch.linalg.norm(
-        torch.cat([t.reshape(-1) for t in torch.autograd.grad(loss(leaves), list(leaves.values()))])
-    ).item()
+    grads = torch.autograd.grad(problem.loss(leaves), list(leaves.values()))
     expected = {
         **{f"hessian_{k}": v for k, v in matrix_metrics(h).items()},
         **{f"gterm_{k}": v for k, v in matrix_metrics(g).items()},
         **{f"hterm_{k}": v for k, v in matrix_metrics(h - g).items()},
-        "grad_norm": grad_norm,
-        "loss": loss(params).item(),
+        "grad_norm": torch.linalg.norm(torch.cat([t.reshape(-1) for t in grads])).item(),
+        "loss": problem.loss(params).item(),
     }
     for hvp in ("loop", "vmap"):
         for jvp in ("loop", "sparse", "vmap"):
-            row, _ = measure(model, params, x, y, temperature, proj, hvp, jvp_method=jvp)
+            row, _ = measure(problem, hvp, jvp)
             for key, value in expected.items():
                 assert row[key] == pytest.approx(value, rel=1e-10, abs=1e-14), (hvp, jvp, key)
 
@@ -218,14 +202,10 @@ def test_sparse_jacobian_falls_back_for_shared_and_batched_linear_layers():
     x = torch.randn(5, 2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     proj = sparse_projection(count_params(params), 5, torch.Generator().manual_seed(1))
 
-    def logits(p):
-        return torch.func.functional_call(model, p, (x,))
-
-    ref = projected_jacobian(logits, params, proj, "loop")
-    sparse = projected_jacobian(logits, params, proj, "sparse", model=model)
+    problem = Problem(model, params, x, None, 1.0, proj)
+    ref = projected_jacobian(problem, "loop")
+    sparse = projected_jacobian(problem, "sparse")
     assert _rel(sparse, ref) <= 1e-13
-    with pytest.raises(ValueError, match="needs the model"):
-        projected_jacobian(logits, params, proj, "sparse")
 
 
 def test_hterm_below_the_dtype_rounding_is_nan_not_a_number_made_of_rounding():
@@ -241,7 +221,7 @@ def test_hterm_below_the_dtype_rounding_is_nan_not_a_number_made_of_rounding():
     def cell(scale, dtype):
         alpha, temperature = alpha_and_temperature("joint", scale, "lenet300100", "combined")
         theta = scale_params({k: v.to(dtype) for k, v in params.items()}, alpha)
-        return measure(model, theta, x.to(dtype), y, temperature, proj)[0]
+        return measure(Problem(model, theta, x.to(dtype), y, temperature, proj))[0]
 
     r64, r32 = cell(1e-9, torch.float64), cell(1e-9, torch.float32)
     assert r64["hterm_resolved"] and math.isfinite(r64["hterm_trace_ratio"])
@@ -260,10 +240,28 @@ def test_hterm_below_the_dtype_rounding_is_nan_not_a_number_made_of_rounding():
 def test_unknown_methods_name_their_config_key():
     model, params, x, y = tiny_case("lenet300100", "bias")
     proj = sparse_projection(count_params(params), 4, torch.Generator().manual_seed(0))
+    problem = Problem(model, params, x, y, 1.0, proj)
     with pytest.raises(ValueError, match=r"curvature\.jvp_method: unknown value 'forward'"):
-        measure(model, params, x, y, 1.0, proj, jvp_method="forward")
+        measure(problem, jvp_method="forward")
     with pytest.raises(ValueError, match=r"curvature\.hvp_method: unknown value 'batched'"):
-        measure(model, params, x, y, 1.0, proj, "batched")
+        measure(problem, "batched")
+    with pytest.raises(ValueError, match=r"curvature\.hvp_method: unknown value 'batched'"):
+        projected_hessian(problem, "batched")
+
+
+def test_auto_methods_follow_the_device_and_the_model():
+    """auto: H by the reverse loop on the CPU, vmap on a GPU; J R by the sparse reverse pass
+    for MLPs on the CPU, forward-mode vmap for convnets and on a GPU (docs/performance.md,
+    "The curvature engine: cost")."""
+    from goldilocks.models import build_model, init_params
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    mlp = init_params(build_model("lenet300100", "bias", (1, 28, 28), 10), torch.Generator())
+    conv = init_params(build_model("lenet5", "bias", (3, 32, 32), 10), torch.Generator())
+    assert resolve_methods("auto", "auto", cpu, mlp) == ("loop", "sparse")
+    assert resolve_methods("auto", "auto", cpu, conv) == ("loop", "vmap")
+    assert resolve_methods("auto", "auto", gpu, mlp) == ("vmap", "vmap")
+    assert resolve_methods("vmap", "loop", cpu, conv) == ("vmap", "loop")
 
 
 def _real_module(model, params, temperature):
@@ -296,13 +294,9 @@ def test_against_curvlinops(architecture, variant):
     model = build_model(architecture, variant, shape, 3, **widths)
     proj = sparse_projection(count_params(params), 8, torch.Generator().manual_seed(5))
     r = proj.dense().T  # (P, d)
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, temperature)
-
-    ours_h = projected_hessian(loss, params, proj)
-    jr = projected_jacobian(lambda p: forward(model, p, x), params, proj)
-    ours_g = gauss_newton(jr, forward(model, params, x), temperature)
+    problem = Problem(model, params, x, y, temperature, proj)
+    ours_h = projected_hessian(problem)
+    ours_g = gauss_newton(projected_jacobian(problem), forward(model, params, x), temperature)
 
     module = _real_module(
         build_model(architecture, variant, shape, 3, **widths), params, temperature
@@ -330,7 +324,7 @@ def test_concurrent_cells_in_threads_match_sequential():
         seed, variant = specs[i % len(specs)]
         model, params, x, y = tiny_case("lenet5", variant, seed=seed)
         proj = sparse_projection(count_params(params), 6, torch.Generator().manual_seed(seed))
-        return measure(model, params, x, y, 1.0, proj, methods[0], jvp_method=methods[1])[0]
+        return measure(Problem(model, params, x, y, 1.0, proj), *methods)[0]
 
     for methods in [("loop", "loop"), ("loop", "sparse"), ("loop", "vmap"), ("vmap", "vmap")]:
         sequential = [cell(i, methods) for i in range(len(specs))]

@@ -106,3 +106,16 @@ def test_missing_cifar10_names_folders_and_archive(tmp_path):
     assert f"not found in data.mirrors [{mirrors[0]}, {mirrors[1]}]" in message
     assert "data.download is false" in message
     assert "put cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)" in message
+
+
+def test_training_data_subsets_are_fixed_by_the_seed():
+    from goldilocks.data import training_data
+
+    data = prepare("synthetic", [], "unused")
+    (x0, y0), (tx0, _) = training_data(data, 0, 100, 50)
+    (x0b, _), _ = training_data(data, 0, 100, 50)
+    (x1, _), _ = training_data(data, 1, 100, 50)
+    (xall, _), (txall, _) = training_data(data, 0, None, None)
+    assert x0.shape == (100, 1, 28, 28) and tx0.shape[0] == 50 and len(y0) == 100
+    assert torch.equal(x0, x0b) and not torch.equal(x0, x1)
+    assert xall.shape[0] == 1024 and txall.shape[0] == 512

@@ -1,4 +1,5 @@
-"""Grid construction, canonical scale tokens and (alpha, T) of each scaling."""
+"""Scale grids, canonical scale tokens, (alpha, T) of each scaling and the learning-rate
+rules, all decided from a variant's description (docs/method.md sections 2 and 5)."""
 
 from math import inf
 
@@ -7,12 +8,12 @@ import pytest
 from goldilocks.grid import (
     alpha_and_temperature,
     canonical_scale,
-    curvature_cells,
     log_grid,
     lr_factor,
+    scale_spec,
     scale_token,
-    train_cells,
 )
+from goldilocks.variants import Description, Variant, depth, describe
 
 
 def test_scale_tokens_round_trip():
@@ -43,31 +44,50 @@ def test_an_overflowing_temperature_or_rate_is_inf_not_an_error():
     assert lr_factor("alpha", 1e-200, "lenet300100", "residual") == inf  # alpha^(2-L), L=4
 
 
-def _config(**training):
-    grid = {"log10_min": -1, "log10_max": 1, "num": 3}
-    scales = {"alpha": grid, "alpha_linear": {**grid, "times_depth": True}, "temperature": grid}
-    return {
-        "pairs": [{"architecture": "lenet300100", "dataset": "synthetic"}],
-        "variants": ["homogeneous", "layernorm"],
-        "seeds": [0, 1],
-        "curvature": {"scalings": ["alpha", "temperature", "joint"], "scales": scales},
-        "training": {
-            "scalings": ["temperature"],
-            "scales": scales,
-            "lr_base": [0.1, 1.0],
-            **training,
-        },
-    }
+def test_the_alpha_grid_follows_the_output_exponent_not_the_name():
+    scales = {"alpha": "narrow", "alpha_linear": "wide", "temperature": "T"}
+    assert scale_spec(scales, "alpha", describe("lenet5", "layernorm")) == "wide"
+    assert scale_spec(scales, "joint", describe("lenet5", "bias")) == "narrow"
+    assert scale_spec(scales, "temperature", describe("lenet5", "layernorm")) == "T"
+    # A variant of any name with k = 1 sweeps the wide grid.
+    custom = Description("mlp", Variant("anything"), depth=7, residual_depth=0, output_exponent=1)
+    assert scale_spec(scales, "alpha", custom) == "wide"
 
 
-def test_cell_counts_and_keys():
-    cells = curvature_cells(_config())
-    assert len(cells) == 2 * 3 * 3 * 2
-    ln_alpha = sorted(
-        {float(c.scale) for c in cells if c.variant == "layernorm" and c.scaling == "alpha"}
-    )
-    assert ln_alpha == [1e-3, 1.0, 1e3]  # alpha_linear grid, times L = 3
-    assert len(set(cells)) == len(cells)
-    assert len(train_cells(_config())) == 2 * 3 * 2 * 2
-    assert len(train_cells(_config(seeds=[0]))) == 2 * 3 * 2
-    assert train_cells(_config(enabled=False)) == []
+@pytest.mark.parametrize(
+    ("scaling", "variant", "expected"),
+    [
+        ("temperature", "homogeneous", lambda s, d: s),
+        ("temperature", "layernorm", lambda s, d: s),
+        ("alpha", "homogeneous", lambda s, d: s ** (2 - d.depth)),
+        ("alpha", "bias", lambda s, d: s ** (2 - d.depth)),
+        ("alpha", "residual", lambda s, d: s ** (2 - d.depth)),
+        ("alpha", "layernorm", lambda s, d: s),
+        ("alpha", "combined", lambda s, d: s),
+    ],
+)
+def test_lr_factor_follows_its_definition(scaling, variant, expected):
+    for arch in ("lenet300100", "lenet5", "resnet4"):
+        d = depth(arch, variant)
+        for s in (1e-3, 0.5, 7.0):
+            assert lr_factor(scaling, s, arch, variant) == pytest.approx(expected(s, d), rel=1e-15)
+
+
+def test_lr_factor_residual_small_alpha_option():
+    d = depth("lenet300100", "residual")
+    got = lr_factor("alpha", 0.01, "lenet300100", "residual", "residual_small_alpha")
+    assert got == pytest.approx(0.01 ** (2 - d.depth + d.residual_depth))
+    # Only a skip without LayerNorm has that path: combined and bias keep their rules.
+    for variant in ("combined", "bias"):
+        rule = lr_factor("alpha", 0.01, "lenet300100", variant, "residual_small_alpha")
+        assert rule == lr_factor("alpha", 0.01, "lenet300100", variant)
+    with pytest.raises(ValueError, match="no learning-rate rule"):
+        lr_factor("joint", 1.0, "lenet300100", "residual")
+
+
+def test_lr_factor_is_alpha_to_the_two_minus_k():
+    """The alpha rule is alpha^(2-k) for every built-in: 2-L, or 1 with LayerNorm."""
+    for arch in ("lenet300100", "lenet5", "resnet4"):
+        for variant in ("homogeneous", "bias", "residual", "layernorm", "combined"):
+            k = describe(arch, variant).output_exponent
+            assert lr_factor("alpha", 0.3, arch, variant) == 0.3 ** (2 - k)

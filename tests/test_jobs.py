@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from goldilocks import jobs
 
@@ -36,17 +35,20 @@ def inputs(tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("inputs")
     data, init = str(root / "synthetic.pt"), str(root / "init.pt")
     jobs.prepare_dataset(
-        "synthetic",
-        data,
-        str(root / "data.log"),
-        {"mirrors": [], "root": str(root), "download": False},
+        dataset="synthetic",
+        output=data,
+        log=str(root / "data.log"),
+        mirrors=[],
+        root=str(root),
+        download=False,
     )
     jobs.init_cell(
-        data,
-        init,
-        str(root / "init.log"),
-        {**KEYS, "seed": "0"},
-        {"batch_size": 16, "subspace_dim": 6},
+        data=data,
+        output=init,
+        log=str(root / "init.log"),
+        cell={**KEYS, "seed": "0"},
+        batch_size=16,
+        subspace_dim=6,
     )
     return data, init
 
@@ -55,16 +57,31 @@ def train(
     inputs, out: Path, scale="1", lr_base="0.1", every=None, checkpoint=None, **changes
 ) -> pd.DataFrame:
     keys = {**KEYS, "scaling": "temperature", "scale": scale, "lr_base": lr_base, "seed": "0"}
-    log = str(out.with_suffix(".log"))
     jobs.train_cell(
-        inputs[1], inputs[0], str(out), log, keys, {**TRAIN, **changes}, 1, checkpoint, every
+        init=inputs[1],
+        data=inputs[0],
+        output=str(out),
+        log=str(out.with_suffix(".log")),
+        cell=keys,
+        checkpoint=checkpoint,
+        checkpoint_every=every,
+        threads=1,
+        **{**TRAIN, **changes},
     )
     return pd.read_parquet(out)
 
 
 def curvature(inputs, out: Path, scale="1") -> pd.DataFrame:
     keys = {**KEYS, "scaling": "alpha", "scale": scale, "seed": "0"}
-    jobs.curvature_cell(inputs[1], str(out), str(out.with_suffix(".log")), keys, CURVATURE, 1)
+    jobs.curvature_cell(
+        init=inputs[1],
+        output=str(out),
+        layers=str(out.with_suffix(".layers.parquet")),
+        log=str(out.with_suffix(".log")),
+        cell=keys,
+        threads=1,
+        **CURVATURE,
+    )
     return pd.read_parquet(out)
 
 
@@ -97,31 +114,14 @@ def test_cells_next_to_each_other_equal_cells_alone(inputs, tmp_path):
     same(alone[1], pd.read_parquet(tmp_path / "c2.parquet"))
 
 
-def test_every_job_thread_gets_its_rules_thread_count():
-    """A worker thread that already ran torch with 2 threads keeps 2 unless told again."""
-    jobs.configure_torch(1)  # the first job, in another thread
-    counts = []
-
-    def worker():
-        torch.set_num_threads(2)
-        torch.ones(64, 64) @ torch.ones(64, 64)
-        jobs.configure_torch(1)
-        counts.append(torch.get_num_threads())
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    assert counts == [1]
-
-
 def killed_before_write(inputs, out: Path, checkpoint: Path, every: int, monkeypatch, **changes):
     """Train until the result would be written, and die there (like a SIGKILL)."""
 
-    def die(frame, path):
+    def die(frame, path, kind):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(jobs, "write_parquet_atomic", die)
+        m.setattr(jobs, "write_cell_table", die)
         with pytest.raises(KeyboardInterrupt):
             train(inputs, out, every=every, checkpoint=checkpoint, **changes)
 
@@ -172,20 +172,3 @@ def test_divergence_is_recorded_and_leaves_no_checkpoint(inputs, tmp_path):
     assert rows["train_loss"].isna().tolist() == [False, True]
     assert "checkpoint: saved epoch 2" in (tmp_path / "cell.log").read_text()
     assert not checkpoint.exists()
-
-
-def test_auto_methods_follow_the_device_and_the_model():
-    """auto: H by the reverse loop on the CPU, vmap on a GPU; J R by the sparse reverse pass for
-    MLPs on the CPU, forward-mode vmap for convnets and on a GPU (README, "The curvature
-    engine: cost")."""
-    from goldilocks.models import build_model, init_params
-
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    mlp = init_params(build_model("lenet300100", "bias", (1, 28, 28), 10), torch.Generator())
-    conv = init_params(build_model("lenet5", "bias", (3, 32, 32), 10), torch.Generator())
-    assert jobs.hvp_method("auto", cpu) == "loop"
-    assert jobs.hvp_method("auto", gpu) == "vmap"
-    assert jobs.jvp_method("auto", cpu, mlp) == "sparse"
-    assert jobs.jvp_method("auto", cpu, conv) == "vmap"
-    assert jobs.jvp_method("auto", gpu, mlp) == "vmap"
-    assert jobs.jvp_method("loop", gpu, conv) == "loop"

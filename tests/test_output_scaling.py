@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_case
 
-from goldilocks.output_scaling import output_scaling_table, scaled_output_kl
+from goldilocks.output_scaling import output_scaling_table, pair_table, scaled_output_kl
 
 
 @pytest.mark.parametrize("variant", ["layernorm", "combined"])
@@ -40,3 +40,26 @@ def test_computed_in_float64_from_float32_inputs():
     for alpha in (1e-6, 1e3):
         got = scaled_output_kl(model, low, x.to(torch.float32), alpha)
         assert got == scaled_output_kl(model, widened, x.to(torch.float32).double(), alpha)
+
+
+def test_pair_table_has_one_row_per_variant_seed_and_alpha():
+    from goldilocks.data import synthetic
+    from goldilocks.initial import draw
+
+    data = synthetic()
+    scaled = data["train_images"].double() / 255.0
+    data["mean"], data["std"] = (
+        scaled.mean(dim=(0, 2, 3)).float(),
+        scaled.std(dim=(0, 2, 3)).float(),
+    )
+    states = {
+        (v, s): draw("lenet300100", "synthetic", v, s, data, 8, 4)
+        for v in ("layernorm", "combined")
+        for s in (0, 1)
+    }
+    spec = {"log10_min": -1, "log10_max": 1, "num": 3, "times_depth": True}
+    table = pair_table("lenet300100", "synthetic", states, spec)
+    assert list(table.columns[:4]) == ["architecture", "dataset", "variant", "seed"]
+    # L = 3 (layernorm) and 4 (combined): alphas 10^{-3, 0, 3} and 10^{-4, 0, 4}.
+    assert len(table) == 2 * 2 * 3 and (table["batch_size"] == 8).all()
+    assert sorted(set(table[table["variant"] == "combined"]["alpha"])) == [1e-4, 1.0, 1e4]

@@ -1,11 +1,11 @@
-"""SPEC section 4's exact facts for the homogeneous variant, in float64.
+"""The exact scaling facts of docs/method.md section 4 for the homogeneous variant, in float64.
 
 Because ``f(alpha theta) = alpha^L f(theta)`` for the homogeneous variant:
 1. ``alpha^2 H_alpha = H_T`` with ``T = alpha^(-L)`` (same projection R);
 2. joint scaling gives ``alpha^-2`` times the unscaled Hessian;
 3. GD at alpha with ``lr = alpha^(2-L) eta0`` follows GD at ``T = alpha^(-L)`` with
    ``lr = T eta0`` (parameters differ by the factor alpha at every step). This is the
-   test of the learning-rate rules of SPEC section 5.
+   test of the learning-rate rules of docs/method.md section 5.
 Checked at scales where the softmax is not saturated, for LeNet-300-100, LeNet-5 (on
 CIFAR-10's 3x32x32) and ResNet-4 (on Fashion-MNIST's 1x28x28); the convolutional cases use
 small batches and subspaces because float64 convolutions are slow on the CPU.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from goldilocks.architectures import depth
 from goldilocks.curvature import (
+    Problem,
     gauss_newton,
     matrix_metrics,
     projected_hessian,
@@ -27,8 +27,9 @@ from goldilocks.curvature import (
 )
 from goldilocks.grid import alpha_and_temperature, lr_factor
 from goldilocks.models import build_model, count_params, forward, init_params
-from goldilocks.scaling import scale_params, tempered_loss
+from goldilocks.scaling import scale_params
 from goldilocks.training import TrainState, train
+from goldilocks.variants import depth
 
 #: architecture -> (input shape, batch size, subspace dimension d). ResNet-4 (global
 #: average pooling, any input size) runs on 12x12 images: its float64 double-backward
@@ -72,15 +73,9 @@ def case(request):
 
 def _matrices(model, params, x, y, temperature, proj):
     """(H, G, H_term) projected, at ``params``."""
-
-    def loss(p):
-        return tempered_loss(forward(model, p, x), y, temperature)
-
-    h = projected_hessian(loss, params, proj)
-    logits = forward(model, params, x)
-    g = gauss_newton(
-        projected_jacobian(lambda p: forward(model, p, x), params, proj), logits, temperature
-    )
+    problem = Problem(model, params, x, y, temperature, proj)
+    h = projected_hessian(problem)
+    g = gauss_newton(projected_jacobian(problem), forward(model, params, x), temperature)
     return {"hessian": h, "gterm": g, "hterm": h - g}
 
 
@@ -151,33 +146,6 @@ def test_gd_paths_differ_with_a_wrong_rule(case):
     sa = train(model, TrainState(scale_params(params, alpha)), (x, y), (x, y), 1.0, 0.5, 3, 1)
     st = train(model, TrainState(dict(params)), (x, y), (x, y), alpha ** (-L), 0.5, 3, 1)
     assert _rel(sa.params["head.weight"], alpha * st.params["head.weight"]) > 1e-3
-
-
-@pytest.mark.parametrize(
-    ("scaling", "variant", "expected"),
-    [
-        ("temperature", "homogeneous", lambda s, d: s),
-        ("temperature", "layernorm", lambda s, d: s),
-        ("alpha", "homogeneous", lambda s, d: s ** (2 - d.depth)),
-        ("alpha", "bias", lambda s, d: s ** (2 - d.depth)),
-        ("alpha", "residual", lambda s, d: s ** (2 - d.depth)),
-        ("alpha", "layernorm", lambda s, d: s),
-        ("alpha", "combined", lambda s, d: s),
-    ],
-)
-def test_lr_factor_follows_its_definition(scaling, variant, expected):
-    for arch in ("lenet300100", "lenet5", "resnet4"):
-        d = depth(arch, variant)
-        for s in (1e-3, 0.5, 7.0):
-            assert lr_factor(scaling, s, arch, variant) == pytest.approx(expected(s, d), rel=1e-15)
-
-
-def test_lr_factor_residual_small_alpha_option():
-    d = depth("lenet300100", "residual")
-    got = lr_factor("alpha", 0.01, "lenet300100", "residual", "residual_small_alpha")
-    assert got == pytest.approx(0.01 ** (2 - d.depth + d.residual_depth))
-    with pytest.raises(ValueError, match="no learning-rate rule"):
-        lr_factor("joint", 1.0, "lenet300100", "residual")
 
 
 def test_scale_params_is_pure(case):

@@ -1,8 +1,10 @@
 """Goldilocks: curvature at initialisation and trainability of inhomogeneous networks.
 
-The torch-free parts (``architectures``, ``grid``, ``config``, ``io``, ``zone``) import
-in milliseconds, because the workflow needs them at every parse; everything else is
-loaded on first attribute access, so ``import goldilocks`` alone never imports torch.
+The torch-free parts (``variants``, ``grid``, ``cells``, ``config``, ``io``, ``tables``,
+``aggregate``, ``zone``) import in milliseconds, because the workflow needs some of them at
+every parse; everything else is loaded on first attribute access, so ``import goldilocks``
+alone never imports torch. The method these modules compute is written down in
+``docs/method.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ _EXPORTS = {
     "gauss_newton": "curvature",
     "matrix_metrics": "curvature",
     "measure": "curvature",
+    "Problem": "curvature",
+    "resolve_methods": "curvature",
+    "InitialState": "initial",
+    "describe": "variants",
     "train": "training",
     "TrainState": "training",
     "prepare": "data",
@@ -36,8 +42,8 @@ _EXPORTS = {
     "figure_6": "figures",
     "scaled_output_kl": "output_scaling",
     "output_scaling_table": "output_scaling",
-    "depth": "architectures",
-    "output_exponent": "architectures",
+    "depth": "variants",
+    "output_exponent": "variants",
     "lr_factor": "grid",
     "alpha_and_temperature": "grid",
 }

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from goldilocks.architectures import PAPER_PAIRS, depth
+from goldilocks.variants import PAPER_PAIRS, depth
 
 #: Largest |exponent| of a scale 10^e (times L with times_depth): float64 ends at 1.8e308.
 MAX_EXPONENT = 300

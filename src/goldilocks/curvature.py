@@ -1,28 +1,36 @@
-"""Curvature at initialisation: the projected Hessian and its Gauss-Newton split.
+"""Curvature at initialisation: the projected Hessian and its Gauss-Newton split
+(docs/method.md section 4).
 
-Following Vysogorets et al. (``001_*``) and Fort & Scherlis (``002_*``), the Hessian ``H``
-of the mean tempered cross-entropy is measured on a random ``d``-dimensional subspace,
-``H_d = R^T H R``, with ``R`` a ``P x d`` sparse matrix with exactly orthonormal columns
-(:func:`sparse_projection`). ``H R`` is computed as ``d`` Hessian-vector products in the
-full parameter space; ``R`` is applied outside the derivative, never differentiated
-through. The Gauss-Newton term
+Following Vysogorets, Dawid and Kempe (2024) and Fort and Scherlis (2019), the Hessian
+``H`` of the mean tempered cross-entropy is measured on a random ``d``-dimensional
+subspace, ``H_d = R^T H R``, with ``R`` a ``P x d`` sparse matrix with exactly orthonormal
+columns (:func:`sparse_projection`). ``H R`` is computed as ``d`` Hessian-vector products
+in the full parameter space; ``R`` is applied outside the derivative, never
+differentiated through. The Gauss-Newton term
 
     G_d = (J R)^T (diag p - p p^T) (J R) / (N T^2)
 
-comes from ``d`` forward-mode JVPs of the raw logits (``J R`` does not depend on ``T``),
-and the rest is ``H_term = H_d - G_d``.
+comes from the ``d`` directional derivatives ``J R`` of the raw logits (which do not
+depend on ``T``), and the rest is ``H_term = H_d - G_d``.
+
+A measurement is a :class:`Problem` (model, point, batch, ``T``, ``R``).
+:func:`projected_hessian` and :func:`projected_jacobian` hold the one dispatch over the
+methods; :func:`measure` calls them with one shared forward pass (:class:`SharedPass`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
+
+from goldilocks.variants import check_choice
 
 #: Forward-mode AD levels are process-global in torch: two threads inside
 #: ``torch.func.jvp`` at once fail ("forward AD level with an invalid index"; seen when two
@@ -111,17 +119,116 @@ def _unflat(vector: Tensor, params: dict[str, Tensor]) -> dict[str, Tensor]:
 LossFn = Callable[[dict[str, Tensor]], Tensor]
 LogitFn = Callable[[dict[str, Tensor]], Tensor]
 
+
+@dataclass(frozen=True)
+class Problem:
+    """One curvature measurement: ``model`` at ``params`` on the batch ``(x, y)``, the
+    softmax at temperature ``T``, projected on ``R``.
+
+    Attributes:
+        model: a module used functionally (:func:`goldilocks.models.forward`); it must
+            not be shared between threads (``functional_call`` swaps its parameters).
+        params: the point, already alpha-scaled, in the working dtype and device.
+        x: inputs ``(N, C, H, W)``; y: labels ``(N,)``.
+        temperature: ``T``.
+        projection: ``R``.
+    """
+
+    model: torch.nn.Module
+    params: dict[str, Tensor]
+    x: Tensor
+    y: Tensor
+    temperature: float
+    projection: Projection
+
+    def logits(self, params: dict[str, Tensor]) -> Tensor:
+        """Raw logits ``f(x)`` at ``params``, ``(N, K)``."""
+        from goldilocks.models import forward
+
+        return forward(self.model, params, self.x)
+
+    def loss(self, params: dict[str, Tensor]) -> Tensor:
+        """Mean tempered cross-entropy at ``params``."""
+        from goldilocks.scaling import tempered_loss
+
+        return tempered_loss(self.logits(params), self.y, self.temperature)
+
+    def at(self, params: dict[str, Tensor]) -> Problem:
+        """The same problem at other parameters (curvature along training)."""
+        return replace(self, params=params)
+
+
+class SharedPass:
+    """One forward pass and gradient at ``problem.params`` and the dense rows of ``R``,
+    built on first use and shared by H R, J R and the diagnostics of :func:`measure`.
+
+    Args:
+        problem: the measurement.
+        create_graph: keep the gradient's graph (the ``loop`` HVPs differentiate it).
+        record_linear: record every ``nn.Linear``'s input and output during the forward
+            pass (the ``sparse`` J R needs them; see :func:`linear_inputs`).
+        rows: ``R^T`` as dense rows, if already built.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        create_graph: bool = False,
+        record_linear: bool = False,
+        rows: Tensor | None = None,
+    ) -> None:
+        self.problem, self.create_graph, self.record_linear = problem, create_graph, record_linear
+        if rows is not None:
+            self.rows = rows
+
+    @functools.cached_property
+    def rows(self) -> Tensor:
+        """``R^T`` as a dense ``(d, P)`` tensor in the parameters' dtype and device."""
+        any_p = next(iter(self.problem.params.values()))
+        return self.problem.projection.dense(any_p.dtype, any_p.device)
+
+    @functools.cached_property
+    def leaves(self) -> dict[str, Tensor]:
+        return _leaves(self.problem.params)
+
+    @functools.cached_property
+    def _forward(self) -> tuple[Tensor, dict | None]:
+        if not self.record_linear:
+            return self.problem.logits(self.leaves), None
+        with linear_inputs(self.problem.model) as linear:
+            return self.problem.logits(self.leaves), linear
+
+    @property
+    def logits(self) -> Tensor:
+        """Raw logits ``(N, K)`` with their graph."""
+        return self._forward[0]
+
+    @property
+    def linear(self) -> dict | None:
+        """The recorded linear layers (``None`` without ``record_linear``)."""
+        return self._forward[1]
+
+    @functools.cached_property
+    def loss(self) -> Tensor:
+        from goldilocks.scaling import tempered_loss
+
+        return tempered_loss(self.logits, self.problem.y, self.problem.temperature)
+
+    @functools.cached_property
+    def grads(self) -> tuple[Tensor, ...]:
+        """The loss gradient per parameter (with its graph when ``create_graph``)."""
+        return torch.autograd.grad(
+            self.loss,
+            list(self.leaves.values()),
+            create_graph=self.create_graph,
+            retain_graph=True,
+        )
+
+
 #: Methods for ``H R`` (``curvature.hvp_method``).
 HVP_METHODS = ("loop", "vmap")
 #: Methods for ``J R`` (``curvature.jvp_method``).
 JVP_METHODS = ("loop", "sparse", "vmap")
-
-
-def _check(method: str, allowed: tuple[str, ...], key: str) -> None:
-    if method not in allowed:
-        raise ValueError(
-            f"curvature.{key}: unknown value {method!r}; choose one of {', '.join(allowed)}"
-        )
 
 
 def _leaves(params: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -248,81 +355,66 @@ def _jr_vmap(logit_fn: LogitFn, params, rows: Tensor, chunk_size) -> Tensor:
 
 
 def projected_hessian(
-    loss_fn: LossFn,
-    params: dict[str, Tensor],
-    projection: Projection,
+    problem: Problem,
     method: str = "loop",
     chunk_size: int | None = None,
     rows: Tensor | None = None,
+    shared: SharedPass | None = None,
 ) -> Tensor:
     """``R^T H R`` as a ``(d, d)`` matrix, from ``d`` Hessian-vector products.
 
     Args:
-        loss_fn: scalar loss as a function of the parameter dict.
-        params: point at which the Hessian is taken.
-        projection: ``R``.
+        problem: model, parameters (the point), batch, ``T`` and ``R``.
         method: ``"loop"`` (double-backward HVPs one column at a time, reverse mode only,
             fastest on the CPU) or ``"vmap"`` (``vmap(jvp(grad))`` over the columns,
             batched; suited to GPUs). Both give the same matrix to round-off.
         chunk_size: columns per ``vmap`` batch (``None``: all at once).
-        rows: ``projection.dense(...)`` in the parameters' dtype and device, if already
-            built (:func:`measure` builds it once for H and J R).
+        rows: ``R^T`` as dense rows in the parameters' dtype and device, if already built.
+        shared: the forward pass and gradient :func:`measure` shares between H R, J R
+            and the diagnostics (``None``: this call makes its own).
     """
-    _check(method, HVP_METHODS, "hvp_method")
-    if rows is None:
-        any_p = next(iter(params.values()))
-        rows = projection.dense(any_p.dtype, any_p.device)  # (d, P)
+    check_choice("curvature.hvp_method", method, HVP_METHODS)
+    shared = shared or SharedPass(problem, create_graph=method == "loop", rows=rows)
     if method == "loop":
-        leaves = _leaves(params)
-        grads = torch.autograd.grad(loss_fn(leaves), list(leaves.values()), create_graph=True)
-        h = _hvp_loop(_flat(grads), leaves, rows, projection)
+        h = _hvp_loop(_flat(shared.grads), shared.leaves, shared.rows, problem.projection)
     else:
-        h = _hvp_vmap(loss_fn, params, rows, projection, chunk_size)
+        h = _hvp_vmap(problem.loss, problem.params, shared.rows, problem.projection, chunk_size)
     return 0.5 * (h + h.T)
 
 
 def projected_jacobian(
-    logit_fn: LogitFn,
-    params: dict[str, Tensor],
-    projection: Projection,
+    problem: Problem,
     method: str = "loop",
     chunk_size: int | None = None,
     rows: Tensor | None = None,
-    model: torch.nn.Module | None = None,
+    shared: SharedPass | None = None,
 ) -> Tensor:
     """``J R``: the raw logits' directional derivatives, ``(d, N, K)``.
 
     Args:
-        logit_fn: raw logits ``(N, K)`` as a function of the parameter dict.
-        params: point of evaluation.
-        projection: ``R``.
+        problem: model, parameters (the point), batch and ``R`` (``T`` is not used:
+            ``J R`` does not depend on it).
         method: ``"loop"``: reverse mode only, by the double-vjp trick
             ``J v = d/du <J^T u, v>`` (one backward pass per column through the graph of
             ``J^T u``, which is linear in ``u``); safe next to other autograd work in other
             threads. ``"sparse"``: the same in one batched pass, with the linear layers'
-            part of ``R`` applied to their inputs sparsely (:func:`_jr_sparse`; needs
-            ``model``; thread-safe; fastest for MLPs on the CPU). ``"vmap"``: ``d``
-            forward-mode JVPs batched with ``vmap`` (fastest for convnets, but
-            forward-mode AD state is process-global in torch, so concurrent calls queue on
-            :data:`FORWARD_AD_LOCK`).
+            part of ``R`` applied to their inputs sparsely (:func:`_jr_sparse`;
+            thread-safe; fastest for MLPs on the CPU). ``"vmap"``: ``d`` forward-mode
+            JVPs batched with ``vmap`` (fastest for convnets, but forward-mode AD state is
+            process-global in torch, so concurrent calls queue on :data:`FORWARD_AD_LOCK`).
         chunk_size: columns per ``vmap`` batch (``None``: all at once).
-        rows: ``projection.dense(...)``, if already built (see :func:`projected_hessian`).
-        model: the module ``logit_fn`` runs (``"sparse"`` records its linear layers).
+        rows: as in :func:`projected_hessian`.
+        shared: as in :func:`projected_hessian`.
     """
-    _check(method, JVP_METHODS, "jvp_method")
-    leaves = _leaves(params)
+    check_choice("curvature.jvp_method", method, JVP_METHODS)
+    shared = shared or SharedPass(problem, record_linear=method == "sparse", rows=rows)
     if method == "sparse":
-        if model is None:
-            raise ValueError("projected_jacobian: method 'sparse' needs the model")
-        with linear_inputs(model) as linear:
-            logits = logit_fn(leaves)
-        return _jr_sparse(logits, leaves, projection, linear)
-    if rows is None:
-        any_p = next(iter(params.values()))
-        rows = projection.dense(any_p.dtype, any_p.device)
+        if shared.linear is None:
+            raise ValueError("projected_jacobian: method 'sparse' needs a pass with record_linear")
+        return _jr_sparse(shared.logits, shared.leaves, problem.projection, shared.linear)
     if method == "vmap":
-        return _jr_vmap(logit_fn, params, rows, chunk_size)
-    return _jr_reverse(logit_fn(leaves), leaves, rows)
+        return _jr_vmap(problem.logits, problem.params, shared.rows, chunk_size)
+    return _jr_reverse(shared.logits, shared.leaves, shared.rows)
 
 
 def gauss_newton(jr: Tensor, logits: Tensor, temperature: float) -> Tensor:
@@ -382,76 +474,70 @@ def hterm_resolved(hessian: Tensor, gterm: Tensor, hterm: Tensor) -> bool:
     return norms[2] >= HTERM_RESOLUTION * eps * max(norms[0], norms[1])
 
 
-def measure(
-    model: torch.nn.Module,
-    params: dict[str, Tensor],
-    x: Tensor,
-    y: Tensor,
-    temperature: float,
-    projection: Projection,
-    method: str = "loop",
-    chunk_size: int | None = None,
-    jvp_method: str = "loop",
-) -> tuple[dict[str, float | bool], dict[str, float]]:
-    """Every curvature metric of one cell at ``params`` (already alpha-scaled).
+def resolve_methods(
+    hvp_method: str, jvp_method: str, device: torch.device, params: dict[str, Tensor]
+) -> tuple[str, str]:
+    """The H R and J R methods that ``auto`` stands for on ``device`` and this model.
 
-    One forward pass and one gradient serve the diagnostics, the ``loop`` HVPs and the
-    reverse-mode ``J R``; the dense rows of ``R`` are built once.
+    ``hvp_method`` auto: ``vmap`` on a GPU, ``loop`` on the CPU (thread-safe reverse
+    mode). ``jvp_method`` auto: ``vmap`` (forward mode) on a GPU and for models with
+    convolutions, ``sparse`` for MLPs on the CPU: the fastest per model type, measured
+    (docs/performance.md, "The curvature engine: cost").
+    """
+    if hvp_method == "auto":
+        hvp_method = "vmap" if device.type == "cuda" else "loop"
+    if jvp_method == "auto":
+        convolutional = any(p.dim() > 2 for p in params.values())
+        jvp_method = "vmap" if device.type == "cuda" or convolutional else "sparse"
+    return hvp_method, jvp_method
+
+
+def measure(
+    problem: Problem,
+    hvp_method: str = "loop",
+    jvp_method: str = "loop",
+    chunk_size: int | None = None,
+) -> tuple[dict[str, float | bool], dict[str, float]]:
+    """Every curvature metric of one cell at ``problem.params`` (already alpha-scaled).
+
+    One forward pass and one gradient (:class:`SharedPass`) serve the diagnostics and the
+    same :func:`projected_jacobian` and :func:`projected_hessian` that the dense-Hessian
+    tests check; the dense rows of ``R`` are built once.
 
     Args:
-        method: ``H R`` method (:func:`projected_hessian`).
+        problem: model, scaled parameters, batch, ``T`` and ``R``.
+        hvp_method: ``H R`` method (:func:`projected_hessian`).
         jvp_method: ``J R`` method (:func:`projected_jacobian`).
+        chunk_size: columns per ``vmap`` batch.
 
     Returns:
         ``(row, layer_ratios)``: ``row`` holds ``loss``, ``accuracy``, ``logit_norm``
         (``||Z0||_F / sqrt(N)`` of the logits the softmax sees, ``f / T``, as in
-        ``004_*``), ``grad_norm``, ``nonfinite``, ``hterm_resolved`` (see
-        :func:`hterm_resolved`; the ``hterm_*`` metrics are NaN when False) and
-        ``<m>_<metric>`` for ``m`` in :data:`MATRICES`; ``layer_ratios`` maps each
-        parameter tensor to the weight-to-gradient ratio ``E[dW^2] / E[W^2]`` of ``003_*``.
+        Temperature Check, Agarwala et al.), ``grad_norm``, ``nonfinite``,
+        ``hterm_resolved`` (see :func:`hterm_resolved`; the ``hterm_*`` metrics are NaN
+        when False) and ``<m>_<metric>`` for ``m`` in :data:`MATRICES`; ``layer_ratios``
+        maps each parameter tensor to the weight-to-gradient ratio ``E[dW^2] / E[W^2]``
+        (Defazio and Bottou).
     """
-    from goldilocks.models import forward
-    from goldilocks.scaling import tempered_loss
-
-    _check(method, HVP_METHODS, "hvp_method")
-    _check(jvp_method, JVP_METHODS, "jvp_method")
-
-    def logit_fn(p: dict[str, Tensor]) -> Tensor:
-        return forward(model, p, x)
-
-    def loss_fn(p: dict[str, Tensor]) -> Tensor:
-        return tempered_loss(logit_fn(p), y, temperature)
-
-    any_p = next(iter(params.values()))
-    rows = projection.dense(any_p.dtype, any_p.device)  # (d, P), shared by H and J R
-    leaves = _leaves(params)
-    with linear_inputs(model) if jvp_method == "sparse" else contextlib.nullcontext({}) as linear:
-        logits = logit_fn(leaves)  # (N, K), with its graph
-    loss = tempered_loss(logits, y, temperature)
-    create_graph = method == "loop"  # the HVP loop differentiates this gradient again
-    grad_list = torch.autograd.grad(
-        loss, list(leaves.values()), create_graph=create_graph, retain_graph=True
+    check_choice("curvature.hvp_method", hvp_method, HVP_METHODS)
+    check_choice("curvature.jvp_method", jvp_method, JVP_METHODS)
+    shared = SharedPass(
+        problem, create_graph=hvp_method == "loop", record_linear=jvp_method == "sparse"
     )
-    grads = {k: g.detach() for k, g in zip(leaves, grad_list, strict=True)}
-    if jvp_method == "vmap":
-        jr = _jr_vmap(logit_fn, params, rows, chunk_size)
-    elif jvp_method == "sparse":
-        jr = _jr_sparse(logits, leaves, projection, linear)
-    else:
-        jr = _jr_reverse(logits, leaves, rows)
-    if method == "loop":
-        hessian = _hvp_loop(_flat(grad_list), leaves, rows, projection)
-    else:
-        hessian = _hvp_vmap(loss_fn, params, rows, projection, chunk_size)
-    del grad_list, rows
-    hessian = 0.5 * (hessian + hessian.T)
-    logits = logits.detach()
+    shared.rows  # noqa: B018 (built first: the memory layout every method then sees)
+    loss, temperature, y = shared.loss, problem.temperature, problem.y
+    grads = {k: g.detach() for k, g in zip(shared.leaves, shared.grads, strict=True)}
+    jr = projected_jacobian(problem, jvp_method, chunk_size, shared=shared)
+    hessian = projected_hessian(problem, hvp_method, chunk_size, shared=shared)
+    logits = shared.logits.detach()
+    del shared
     row: dict[str, float | bool] = {
         "loss": loss.item(),
         "accuracy": (logits.argmax(-1) == y).double().mean().item(),
         "logit_norm": (torch.linalg.norm(logits / temperature) / math.sqrt(len(y))).item(),
         "grad_norm": torch.linalg.norm(_flat(grads.values())).item(),
     }
+    params = problem.params
     ratios = {
         name: (grads[name].double().square().mean() / params[name].double().square().mean()).item()
         for name in params
@@ -467,3 +553,16 @@ def measure(
         for metric, value in matrix_metrics(matrix).items():
             row[f"{name}_{metric}"] = value if ok else math.nan
     return row, ratios
+
+
+def probe(
+    problem: Problem, hvp_method: str, jvp_method: str
+) -> Callable[[dict[str, Tensor]], dict[str, float]]:
+    """Curvature along training: ``params -> {hessian_*, gterm_*, hterm_*}``, the matrix
+    metrics of :func:`measure` for ``problem`` (batch, ``T``, ``R``) at other parameters."""
+
+    def at(params: dict[str, Tensor]) -> dict[str, float]:
+        row, _ = measure(problem.at(params), hvp_method, jvp_method)
+        return {k: v for k, v in row.items() if k.split("_", 1)[0] in MATRICES}
+
+    return at

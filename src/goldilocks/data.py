@@ -1,4 +1,5 @@
-"""Datasets as in-memory tensors: Fashion-MNIST, CIFAR-10 and a synthetic set (SPEC 8).
+"""Datasets as in-memory tensors: Fashion-MNIST, CIFAR-10 and a synthetic set
+(docs/method.md section 8).
 
 The data stage reads each dataset once through torchvision's real dataset classes and
 saves it as one tensor file (:func:`save_prepared`): uint8 images ``(N, C, H, W)``,
@@ -15,6 +16,8 @@ with the four IDX files (``.gz`` or not; Debian's ``dataset-fashion-mnist`` puts
 from __future__ import annotations
 
 import gzip
+import importlib
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from goldilocks.architectures import DATASET_SHAPES, DATASETS, check_choice
+from goldilocks.variants import DATASET_SHAPES, DATASETS, check_choice
 
 FMNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -33,6 +36,10 @@ FMNIST_FILES = (
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_SIZES = (1024, 512)
+#: Test hook: ``module:Class`` of a ``torchvision.datasets.CIFAR10`` subclass the data
+#: job reads CIFAR-10 with (the tests' miniature archives need the md5 checks off; see
+#: ``tests/cifar_mini.py``). Unset in normal use: torchvision's own class runs.
+TEST_CIFAR10_ENV = "GOLDILOCKS_TEST_CIFAR10_CLASS"
 SYNTHETIC_SEED = 20250101
 
 
@@ -44,6 +51,15 @@ class DatasetUnavailable(RuntimeError):
     """
 
     user_facing = True
+
+
+def cifar_test_class():
+    """The class named by :data:`TEST_CIFAR10_ENV`, or ``None`` when it is unset."""
+    spec = os.environ.get(TEST_CIFAR10_ENV)
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _find_fmnist(mirror: Path) -> dict[str, Path] | None:
@@ -206,6 +222,33 @@ def prepare(
     out["mean"] = scaled.mean(dim=(0, 2, 3)).float()
     out["std"] = scaled.std(dim=(0, 2, 3)).float()
     return out
+
+
+def training_data(
+    prepared: dict[str, Tensor],
+    seed: int,
+    train_subset: int | None,
+    test_subset: int | None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """A training cell's data: the training split (or its fixed subset for ``seed``) and
+    the test split (or its subset), normalised, on ``device``.
+
+    The subsets are drawn from the seed's ``subset`` and ``test`` streams
+    (:func:`goldilocks.runtime.generator`), so cells of one seed share them.
+    """
+    from goldilocks.runtime import generator
+
+    picks = {}
+    for split, size, stream in (("train", train_subset, "subset"), ("test", test_subset, "test")):
+        if size:
+            n = len(prepared[f"{split}_labels"])
+            picks[split] = torch.randperm(n, generator=generator(seed, stream))[:size]
+    return (
+        load_split(prepared, "train", dtype, device, picks.get("train")),
+        load_split(prepared, "test", dtype, device, picks.get("test")),
+    )
 
 
 def load_split(

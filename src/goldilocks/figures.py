@@ -1,4 +1,4 @@
-"""Figures drawn from the aggregated Parquet tables (SPEC section 6).
+"""Figures drawn from the aggregated Parquet tables (docs/method.md section 6).
 
 Each ``figure_<n>`` function takes DataFrames (the tables under ``results/``, whole or
 filtered to one architecture/dataset pair) and returns a matplotlib ``Figure``, so it
@@ -40,8 +40,9 @@ import seaborn as sns
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from goldilocks.architectures import VARIANTS
 from goldilocks.io import write_atomic
+from goldilocks.tables import final_rows
+from goldilocks.variants import variant_names
 
 ROW_LABELS = {
     "alpha": r"weight scale $\alpha$",
@@ -66,7 +67,6 @@ FONT = {
 KL_FLOOR = 1e-18
 #: Relative logit deviations below this (exactly 0 at alpha = 1) are drawn at it.
 REL_FLOOR = 1e-12
-FINAL_KEYS = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
 
 
 def _styled(style: str) -> Callable:
@@ -89,7 +89,7 @@ def _styled(style: str) -> Callable:
 
 def _variants(frame: pd.DataFrame) -> list[str]:
     present = set(frame["variant"])
-    return [v for v in VARIANTS if v in present]
+    return [v for v in variant_names() if v in present]
 
 
 def _exponent(value: float) -> str:
@@ -215,11 +215,6 @@ def _edges(values: np.ndarray) -> np.ndarray:
         return 10 ** np.array([logs[0] - 0.5, logs[0] + 0.5])
     mids = (logs[1:] + logs[:-1]) / 2
     return 10 ** np.concatenate([[2 * logs[0] - mids[0]], mids, [2 * logs[-1] - mids[-1]]])
-
-
-def final_rows(training: pd.DataFrame) -> pd.DataFrame:
-    """The last logged row of every training cell (a diverged cell's divergence row)."""
-    return training.sort_values("epoch").groupby(FINAL_KEYS, as_index=False).tail(1)
 
 
 def _row_norm(final: pd.DataFrame, column: str) -> Normalize:

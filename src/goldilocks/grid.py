@@ -1,21 +1,22 @@
-"""The experiment grid as plain tables, and the learning-rate rules (torch-free).
+"""Scale grids, the scalings' (alpha, T) and the learning-rate rules (torch-free).
 
-Every cell of the grid is one Snakemake job keyed by its axes. Scales travel through file
-names, so they have one canonical spelling: :func:`scale_token` (six significant digits),
-and the value a job uses is the token parsed back (:func:`canonical_scale`). Computing
-the grid and formatting it are pure functions of the config, so the DAG is the same on
-every machine and in every cluster job.
+Scales travel through file names, so they have one canonical spelling: :func:`scale_token`
+(six significant digits), and the value a job uses is the token parsed back
+(:func:`canonical_scale`). Which grid a variant sweeps, its joint temperature and its
+alpha learning rate follow from its description (:mod:`goldilocks.variants`): the output
+exponent ``k``, never the variant's name (docs/method.md sections 2 and 5).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from goldilocks.architectures import depth, output_exponent
+from goldilocks.variants import Description, describe
 
-LINEAR_OUTPUT_VARIANTS = ("layernorm", "combined")
+SCALINGS: tuple[str, ...] = ("alpha", "temperature", "joint")
+TRAINING_SCALINGS: tuple[str, ...] = ("alpha", "temperature")
+ALPHA_LR_RULES: tuple[str, ...] = ("paper", "residual_small_alpha")
 
 
 def scale_token(value: float) -> str:
@@ -49,17 +50,20 @@ def log_grid(spec: Mapping, depth_: int) -> list[float]:
     return sorted({canonical_scale(v) for v in values})
 
 
-def scale_spec(scales: Mapping, scaling: str, variant: str) -> Mapping:
-    """The grid spec that ``scaling`` uses for ``variant``.
+def scale_spec(scales: Mapping, scaling: str, description: Description) -> Mapping:
+    """The grid spec that ``scaling`` uses for a variant.
 
-    ``alpha`` and ``joint`` sweep alpha; LayerNorm variants use ``alpha_linear`` (their
-    output moves only linearly with alpha, so they need the wider range).
+    ``alpha`` and ``joint`` sweep alpha; a variant whose logits move only linearly with
+    alpha (``k = 1``) uses ``alpha_linear``, the wider range.
     """
     if scaling == "temperature":
         return scales["temperature"]
-    if variant in LINEAR_OUTPUT_VARIANTS:
-        return scales["alpha_linear"]
-    return scales["alpha"]
+    return scales["alpha_linear"] if description.linear_output else scales["alpha"]
+
+
+def scales_of(scales: Mapping, scaling: str, description: Description) -> list[float]:
+    """The canonical scales ``scaling`` sweeps for a variant."""
+    return log_grid(scale_spec(scales, scaling, description), description.depth)
 
 
 def _power(base: float, exponent: int) -> float:
@@ -73,7 +77,7 @@ def _power(base: float, exponent: int) -> float:
 def alpha_and_temperature(
     scaling: str, scale: float, architecture: str, variant: str
 ) -> tuple[float, float]:
-    """``(alpha, T)`` of a cell (SPEC section 2).
+    """``(alpha, T)`` of a cell (docs/method.md section 2).
 
     ``alpha``: weights times ``scale``, ``T = 1``; ``temperature``: ``alpha = 1``,
     ``T = scale``; ``joint``: ``alpha = scale`` and ``T = scale^k`` with the output
@@ -85,7 +89,7 @@ def alpha_and_temperature(
     if scaling == "temperature":
         return 1.0, scale
     if scaling == "joint":
-        return scale, _power(scale, output_exponent(architecture, variant))
+        return scale, _power(scale, describe(architecture, variant).output_exponent)
     raise ValueError(f"scaling: unknown value {scaling!r}")
 
 
@@ -96,16 +100,16 @@ def lr_factor(
     variant: str,
     alpha_rule: str = "paper",
 ) -> float:
-    """Factor from ``lr_base`` to the learning rate used (SPEC section 5, paper App. G).
+    """Factor from ``lr_base`` to the learning rate used (docs/method.md section 5).
 
-    | scaling / variant                   | factor            |
-    |-------------------------------------|-------------------|
-    | temperature, any variant            | ``T``             |
-    | alpha: homogeneous, bias, residual  | ``alpha^(2-L)``   |
-    | alpha: layernorm, combined          | ``alpha``         |
+    | scaling / rule          | factor                                               |
+    |-------------------------|------------------------------------------------------|
+    | temperature             | ``T``                                                |
+    | alpha, ``paper``        | ``alpha^(2-k)``: ``alpha^(2-L)``; ``alpha`` if k = 1 |
 
-    With ``alpha_rule="residual_small_alpha"`` the ``residual`` variant uses
-    ``alpha^(2-L+𝓛)`` instead (identity path dominating at small alpha, App. G).
+    With ``alpha_rule="residual_small_alpha"`` a variant with a skip-only path (see
+    :attr:`Description.small_alpha_exponent`) uses ``alpha^(2-(L-𝓛))`` instead (the
+    identity path dominating at small alpha, paper Appendix G).
     """
     if scaling == "temperature":
         return scale
@@ -113,90 +117,13 @@ def lr_factor(
         raise ValueError(
             f"scaling: {scaling!r} has no learning-rate rule; use alpha or temperature"
         )
-    if variant in LINEAR_OUTPUT_VARIANTS:
-        return scale
-    d = depth(architecture, variant)
-    exponent = 2 - d.depth
-    if alpha_rule == "residual_small_alpha" and variant == "residual":
-        exponent += d.residual_depth
-    elif alpha_rule not in ("paper", "residual_small_alpha"):
+    if alpha_rule not in ALPHA_LR_RULES:
         raise ValueError(f"training.alpha_lr_rule: unknown value {alpha_rule!r}")
-    return _power(scale, exponent)
-
-
-@dataclass(frozen=True)
-class CurvatureCell:
-    """Keys of one curvature job."""
-
-    architecture: str
-    dataset: str
-    variant: str
-    scaling: str
-    scale: str
-    seed: int
-
-
-@dataclass(frozen=True)
-class TrainCell:
-    """Keys of one training job."""
-
-    architecture: str
-    dataset: str
-    variant: str
-    scaling: str
-    scale: str
-    lr_base: str
-    seed: int
-
-
-def _pairs(config: Mapping) -> list[tuple[str, str]]:
-    return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
-
-
-def curvature_cells(config: Mapping) -> list[CurvatureCell]:
-    """Every curvature cell of the config: pairs x variants x scalings x scales x seeds."""
-    cur = config["curvature"]
-    cells = []
-    for arch, data in _pairs(config):
-        for variant in config["variants"]:
-            for scaling in cur["scalings"]:
-                spec = scale_spec(cur["scales"], scaling, variant)
-                for scale in log_grid(spec, depth(arch, variant).depth):
-                    for seed in config["seeds"]:
-                        cells.append(
-                            CurvatureCell(arch, data, variant, scaling, scale_token(scale), seed)
-                        )
-    return cells
-
-
-def train_cells(config: Mapping) -> list[TrainCell]:
-    """Every training cell: pairs x variants x scalings x scales x lr_base x seeds.
-
-    ``training.seeds`` (when set) replaces the global seeds for training only.
-    """
-    tr = config["training"]
-    if not tr.get("enabled", True):
-        return []
-    cells = []
-    for arch, data in _pairs(config):
-        for variant in config["variants"]:
-            for scaling in tr["scalings"]:
-                spec = scale_spec(tr["scales"], scaling, variant)
-                for scale in log_grid(spec, depth(arch, variant).depth):
-                    for lr in tr["lr_base"]:
-                        for seed in tr.get("seeds") or config["seeds"]:
-                            cells.append(
-                                TrainCell(
-                                    arch,
-                                    data,
-                                    variant,
-                                    scaling,
-                                    scale_token(scale),
-                                    scale_token(lr),
-                                    seed,
-                                )
-                            )
-    return cells
+    d = describe(architecture, variant)
+    exponent = d.output_exponent
+    if alpha_rule == "residual_small_alpha" and d.small_alpha_exponent is not None:
+        exponent = d.small_alpha_exponent
+    return _power(scale, 2 - exponent)
 
 
 def unique(items: Iterable) -> list:

@@ -1,10 +1,32 @@
-"""Atomic writes: a file appears under its final name complete or not at all (torch-free)."""
+"""Atomic writes and versioned cell files (torch-free at import).
+
+A file appears under its final name complete or not at all (:func:`write_atomic`). Files
+that later jobs read back carry a format version: per-cell Parquet files in their
+metadata (:func:`write_cell_table`, :func:`read_cell_table`), tensor files in a
+``format`` entry; a file written before formats were recorded counts as version 1. Code
+changes do not rerun cached cells (the profiles set ``rerun-triggers: [mtime, params,
+input]``), so a reader refuses a file of another format with one line naming it and the
+command that rebuilds it, instead of reading it silently.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
+
+#: Per-cell Parquet formats: kind -> version. Bump a version when the columns of that
+#: kind of cell file change; the rule that rebuilds it is named in the error.
+CELL_FORMATS = {"curvature": 2, "layer_ratios": 1, "training": 1}
+#: The rule that writes each kind of cell file (for the rebuild hint).
+CELL_RULES = {"curvature": "curvature", "layer_ratios": "curvature", "training": "train"}
+FORMAT_KEY = "goldilocks_format"
+
+
+class StaleFile(RuntimeError):
+    """A cached file of another format than this code reads (one line, user-facing)."""
+
+    user_facing = True
 
 
 def tmp_path(path: Path) -> Path:
@@ -27,3 +49,46 @@ def write_atomic(path: str | os.PathLike, write) -> None:
 def write_parquet_atomic(frame, path: str | os.PathLike) -> None:
     """``DataFrame.to_parquet`` (no index) written atomically."""
     write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def stale(path, what: str, found, wanted, rule: str) -> StaleFile:
+    """The one-line error for a cached file of another format."""
+    return StaleFile(
+        f"{path}: {what} format {found}, this code reads format {wanted}; rebuild it with "
+        f"`snakemake --forcerun {rule}` (or delete it)"
+    )
+
+
+def write_cell_table(frame, path: str | os.PathLike, kind: str) -> None:
+    """Write one cell's rows of ``kind`` (see :data:`CELL_FORMATS`) with its format."""
+    frame = frame.copy(deep=False)
+    frame.attrs = {FORMAT_KEY: {"kind": kind, "version": CELL_FORMATS[kind]}}
+    write_parquet_atomic(frame, path)
+
+
+def read_cell_table(path: str | os.PathLike, kind: str):
+    """Read a cell file of ``kind``; a file of another format raises :class:`StaleFile`."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    # Files written before formats were recorded are version 1 of their kind.
+    found = frame.attrs.get(FORMAT_KEY) or {"kind": kind, "version": 1}
+    if found.get("kind") != kind or found.get("version") != CELL_FORMATS[kind]:
+        version = f"{found.get('kind')} v{found.get('version')}"
+        raise stale(path, "cell file", version, f"{kind} v{CELL_FORMATS[kind]}", CELL_RULES[kind])
+    frame.attrs = {}
+    return frame
+
+
+def save_tensors(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` written atomically."""
+    import torch
+
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_tensors(path: str | os.PathLike):
+    """Load a tensor file written by this package (tensors and plain containers only)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)

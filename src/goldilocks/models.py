@@ -1,4 +1,4 @@
-"""The paper's networks in their five variants (SPEC section 3).
+"""The paper's networks in their five variants (docs/method.md section 3).
 
 Every model is an ``nn.Module`` used functionally: parameters live in a
 ``dict[str, Tensor]`` and the forward pass is ``torch.func.functional_call`` (see
@@ -13,8 +13,9 @@ module. Variants:
   every weight layer except the head, and on a residual branch's output before the add.
 - ``combined``: all three.
 
-Weights are Kaiming-normal (fan-in, ReLU gain ``sqrt(2)``) for every weight layer,
-including the head.
+What each variant switches on (biases, skip, LayerNorm) comes from its description in
+:mod:`goldilocks.variants`, never from its name. Weights are Kaiming-normal (fan-in, ReLU
+gain ``sqrt(2)``) for every weight layer, including the head.
 """
 
 from __future__ import annotations
@@ -25,21 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from goldilocks.architectures import ARCHITECTURES, VARIANTS, check_choice
+from goldilocks.variants import ARCHITECTURES, check_choice, properties
 
 LN_EPS = 1e-5
 BIAS_RANGE = 0.1
-
-
-def _flags(variant: str) -> tuple[bool, bool, bool]:
-    """``(bias, residual, layernorm)`` switches of a variant."""
-    check_choice("variant", variant, VARIANTS)
-    combined = variant == "combined"
-    return (
-        combined or variant == "bias",
-        combined or variant == "residual",
-        combined or variant == "layernorm",
-    )
 
 
 def _norm(x: Tensor, enabled: bool) -> Tensor:
@@ -53,7 +43,8 @@ class _Net(nn.Module):
     def __init__(self, variant: str) -> None:
         super().__init__()
         self.variant = variant
-        self.has_bias, self.has_skip, self.has_norm = _flags(variant)
+        switches = properties(variant)
+        self.has_bias, self.has_skip, self.has_norm = switches.bias, switches.skip, switches.norm
 
     def _linear(self, n_in: int, n_out: int) -> nn.Linear:
         return nn.Linear(n_in, n_out, bias=self.has_bias)

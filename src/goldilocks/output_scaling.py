@@ -1,4 +1,5 @@
-"""Where the linear output scaling of LayerNorm networks breaks (paper Appendix E, figure 3).
+"""Where the linear output scaling of LayerNorm networks breaks (paper Appendix E, figure 3;
+docs/method.md section 6).
 
 With LayerNorm after every hidden weight layer (no affine parameters), scaling all weights
 and biases by alpha leaves every hidden activation unchanged, so the logits scale exactly
@@ -15,7 +16,7 @@ hide the eps regime's onset. At ``alpha = 1`` both are exactly 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 import torch
@@ -66,3 +67,35 @@ def output_scaling_table(
     """:func:`scaled_output_kl` at every alpha: columns ``alpha, kl, kl_max, logit_rel_error``."""
     rows = [{"alpha": float(a), **scaled_output_kl(model, params, x, float(a))} for a in alphas]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def pair_table(
+    architecture: str, dataset: str, states: Mapping[tuple[str, int], object], scales: Mapping
+) -> pd.DataFrame:
+    """Figure 3's table of one pair: :func:`output_scaling_table` of every (variant, seed).
+
+    Args:
+        states: ``(variant, seed) -> InitialState`` (:mod:`goldilocks.initial`); each
+            seed's curvature batch is the batch, its unscaled parameters the ``theta``.
+        scales: the alpha grid spec (``curvature.scales.alpha_linear`` with
+            ``figures.kl_num`` points), times ``L`` of each variant.
+
+    Returns:
+        Columns ``architecture, dataset, variant, seed``, :data:`COLUMNS` and
+        ``batch_size``, one row per (variant, seed, alpha).
+    """
+    from goldilocks.grid import log_grid
+    from goldilocks.initial import model_of
+    from goldilocks.variants import describe
+
+    frames = []
+    for (variant, seed), state in states.items():
+        alphas = log_grid(scales, describe(architecture, variant).depth)
+        model = model_of(architecture, dataset, variant)
+        frame = output_scaling_table(model, state.params, state.batch_x, alphas)
+        keys = {"architecture": architecture, "dataset": dataset, "variant": variant}
+        for i, (k, v) in enumerate({**keys, "seed": seed}.items()):
+            frame.insert(i, k, v)
+        frame["batch_size"] = len(state.batch_x)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -1,4 +1,4 @@
-"""The Goldilocks zone boundary (SPEC section 6), computed once for every consumer.
+"""The Goldilocks zone boundary (docs/method.md section 6), computed once for every consumer.
 
 Per architecture, dataset, variant and scaling: the contiguous interval of grid scales
 around the peak where the seed-mean ``Tr(H)/||H||_F`` is at least ``threshold`` times its
@@ -13,7 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
-KEYS = ["architecture", "dataset", "variant", "scaling"]
+from goldilocks.tables import ZONE_KEYS
+
+KEYS = list(ZONE_KEYS)
 COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value", "threshold"]
 
 

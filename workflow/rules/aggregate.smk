@@ -1,11 +1,11 @@
 # Aggregate stage: per-cell Parquet files into one table per architecture/dataset pair and
 # scaling (a figure reads only the parts it draws; the curvature part brings its
-# Goldilocks zone), then the tables of SPEC section 9 under results/.
+# Goldilocks zone), then the tables under results/ (docs/method.md section 9).
 
 
 rule aggregate_curvature:
     input:
-        curvature_files,
+        unpack(curvature_files),
     output:
         table=TABLE.replace("{kind}", "curvature"),
         layers=TABLE.replace("{kind}", "layer_ratios"),

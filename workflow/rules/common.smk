@@ -1,6 +1,7 @@
-# Workflow-side Python: config validation, the grid as tables, wildcard constraints and
+# Workflow-side Python: config validation, the grid's cells, wildcard constraints and
 # input functions. Module-level code runs at every parse (each cluster job re-parses), so
 # nothing here imports torch: the job entry points are imported on first use by job().
+# What a variant is (L, 𝓛, k, LayerNorm or not) comes from goldilocks.variants.
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from goldilocks import grid  # noqa: E402
-from goldilocks.architectures import ARCHITECTURES, DATASETS, SCALINGS, VARIANTS  # noqa: E402
+from goldilocks import cells, grid, variants  # noqa: E402
 from goldilocks.config import ConfigError, check_config  # noqa: E402
 
 with open(Path(workflow.current_basedir) / ".." / "schemas" / "config.schema.yaml") as fh:
@@ -26,8 +26,8 @@ try:
 except ConfigError as err:
     sys.exit(f"goldilocks: {err}")
 
-CURVATURE_CELLS = grid.curvature_cells(config)
-TRAIN_CELLS = grid.train_cells(config)
+CURVATURE_CELLS = cells.curvature_cells(config)
+TRAIN_CELLS = cells.train_cells(config)
 PAIRS = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
 TRAINING = bool(TRAIN_CELLS)
 # Scalings with curvature cells (zone, figures 1 and 6) and with training cells (2, 4, 5).
@@ -35,9 +35,9 @@ SCALINGS_OF = {
     "curvature": list(config["curvature"]["scalings"]),
     "training": list(config["training"]["scalings"]) if TRAINING else [],
 }
-# Figure 3: the LayerNorm variants of the config, with every seed.
+# Figure 3: the variants with LayerNorm, with every seed.
 KL_CELLS = [
-    (v, s) for v in config["variants"] if v in grid.LINEAR_OUTPUT_VARIANTS for s in config["seeds"]
+    (v, s) for v in config["variants"] if variants.properties(v).norm for s in config["seeds"]
 ]
 # Per figure: the tables it is drawn from (kind: scalings; None = every configured one),
 # and what the config must have for the figure to have data.
@@ -59,10 +59,10 @@ FIGURE_NEEDS = {
 }
 
 wildcard_constraints:
-    architecture="|".join(ARCHITECTURES),
-    dataset="|".join(DATASETS),
-    variant="|".join(VARIANTS),
-    scaling="|".join(SCALINGS),
+    architecture="|".join(variants.architecture_names()),
+    dataset="|".join(variants.DATASETS),
+    variant="|".join(variants.variant_names()),
+    scaling="|".join(grid.SCALINGS),
     scale=r"[0-9][0-9.e+-]*",
     lr_base=r"[0-9][0-9.e+-]*",
     seed=r"\d+",
@@ -76,24 +76,24 @@ def job(name):
     return getattr(importlib.import_module("goldilocks.jobs"), name)
 
 
-def curvature_files(wildcards):
-    """Curvature cell files of one architecture/dataset pair and scaling."""
+def _cells_of(grid_cells, wildcards):
+    """The cells of one architecture/dataset pair and scaling."""
     keys = (wildcards.architecture, wildcards.dataset, wildcards.scaling)
-    return [
-        CURVATURE_PATTERN.format(**vars(c))
-        for c in CURVATURE_CELLS
-        if (c.architecture, c.dataset, c.scaling) == keys
-    ]
+    return [c for c in grid_cells if (c.architecture, c.dataset, c.scaling) == keys]
+
+
+def curvature_files(wildcards):
+    """Curvature cell files (rows and layer ratios) of one pair and scaling, by name."""
+    of = _cells_of(CURVATURE_CELLS, wildcards)
+    return {
+        "rows": [CURVATURE_PATTERN.format(**c.wildcards()) for c in of],
+        "layers": [LAYERS_PATTERN.format(**c.wildcards()) for c in of],
+    }
 
 
 def train_files(wildcards):
     """Training cell files of one architecture/dataset pair and scaling."""
-    keys = (wildcards.architecture, wildcards.dataset, wildcards.scaling)
-    return [
-        TRAIN_PATTERN.format(**vars(c))
-        for c in TRAIN_CELLS
-        if (c.architecture, c.dataset, c.scaling) == keys
-    ]
+    return [TRAIN_PATTERN.format(**c.wildcards()) for c in _cells_of(TRAIN_CELLS, wildcards)]
 
 
 def table_parts(kind, scalings=None, **pair):
@@ -197,6 +197,8 @@ def final_targets():
 CURVATURE_PATTERN = (
     "results/curvature/{architecture}_{dataset}/{variant}/{scaling}/scale{scale}_seed{seed}.parquet"
 )
+# A curvature cell's per-layer weight-to-gradient ratios, beside its row.
+LAYERS_PATTERN = CURVATURE_PATTERN.replace(".parquet", ".layers.parquet")
 TRAIN_PATTERN = (
     "results/train/{architecture}_{dataset}/{variant}/{scaling}/"
     "scale{scale}_lr{lr_base}_seed{seed}.parquet"

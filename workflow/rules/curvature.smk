@@ -1,12 +1,14 @@
-# Curvature stage: one job per (architecture, dataset, variant, scaling, scale, seed),
-# one Parquet row each (SPEC section 4).
+# Curvature stage: one job per (architecture, dataset, variant, scaling, scale, seed):
+# its metrics as one Parquet row, and its per-layer weight-to-gradient ratios beside it
+# (docs/method.md section 4).
 
 
 rule curvature:
     input:
         init=rules.init.output[0],
     output:
-        CURVATURE_PATTERN,
+        row=CURVATURE_PATTERN,
+        layers=LAYERS_PATTERN,
     log:
         CURVATURE_PATTERN.replace("results/", "logs/").replace(".parquet", ".log"),
     params:
@@ -15,4 +17,12 @@ rule curvature:
         hvp_method=config["curvature"]["hvp_method"],
         jvp_method=config["curvature"]["jvp_method"],
     run:
-        job("curvature_cell")(input.init, output[0], log[0], wildcards, params, threads)
+        job("curvature_cell")(
+            init=input.init,
+            output=output.row,
+            layers=output.layers,
+            log=log[0],
+            cell=wildcards,
+            threads=threads,
+            **params,
+        )

@@ -12,4 +12,4 @@ rule data:
         root=config["data"]["root"],
         download=config["data"]["download"],
     run:
-        job("prepare_dataset")(wildcards.dataset, output[0], log[0], params)
+        job("prepare_dataset")(dataset=wildcards.dataset, output=output[0], log=log[0], **params)

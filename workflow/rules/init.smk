@@ -13,4 +13,4 @@ rule init:
         batch_size=config["curvature"]["batch_size"],
         subspace_dim=config["curvature"]["subspace_dim"],
     run:
-        job("init_cell")(input.data, output[0], log[0], wildcards, params)
+        job("init_cell")(data=input.data, output=output[0], log=log[0], cell=wildcards, **params)

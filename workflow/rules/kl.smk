@@ -14,4 +14,6 @@ rule kl:
         cells=KL_CELLS,
         scales=kl_scales(),
     run:
-        job("kl_pair")(input, output[0], log[0], wildcards, params, threads)
+        job("kl_pair")(
+            inits=list(input), output=output[0], log=log[0], cell=wildcards, threads=threads, **params
+        )

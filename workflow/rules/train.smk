@@ -1,5 +1,5 @@
 # Training stage: one job per (architecture, dataset, variant, scaling, scale, lr_base,
-# seed): full-batch GD (SPEC section 5), one Parquet row per logged epoch. The checkpoint
+# seed): full-batch GD (docs/method.md section 5), one Parquet row per logged epoch. The checkpoint
 # (results/checkpoints/, same keys) is not an output: Snakemake deletes the outputs of a
 # failed job, and the checkpoint must survive a kill. Its path and checkpoint_every go to
 # the job directly, not through params: params are a rerun trigger, and where a cell
@@ -28,13 +28,13 @@ rule train:
         jvp_method=config["curvature"]["jvp_method"],
     run:
         job("train_cell")(
-            input.init,
-            input.data,
-            output[0],
-            log[0],
-            wildcards,
-            params,
-            threads,
-            checkpoint_file(wildcards),
-            config["training"]["checkpoint_every"],
+            init=input.init,
+            data=input.data,
+            output=output[0],
+            log=log[0],
+            cell=wildcards,
+            checkpoint=checkpoint_file(wildcards),
+            checkpoint_every=config["training"]["checkpoint_every"],
+            threads=threads,
+            **params,
         )

@@ -1,17 +1,18 @@
-"""Stack the cell files of one pair into its table (for curvature: layer ratios and zone)."""
+"""Stack the cell files of one pair and scaling into its tables (curvature: with its
+layer ratios and its Goldilocks zone)."""
 
 import sys
 
-from goldilocks.aggregate import concat_cells, split_layer_ratios
+from goldilocks.aggregate import cell_table
 from goldilocks.io import write_parquet_atomic
 from goldilocks.zone import goldilocks_zone
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821, SIM115
-if "layers" in snakemake.output.keys():  # noqa: F821, SIM118 (Namedlist: keys, not files)
-    cells, layers = split_layer_ratios(snakemake.input)  # noqa: F821
-    write_parquet_atomic(layers, snakemake.output.layers)  # noqa: F821
-    zone = goldilocks_zone(cells, snakemake.params.threshold)  # noqa: F821
-    write_parquet_atomic(zone, snakemake.output.zone)  # noqa: F821
+sm = snakemake  # noqa: F821
+sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
+if "layers" in sm.output.keys():  # noqa: SIM118 (Namedlist: keys, not files)
+    cells = cell_table(sm.input.rows, "curvature")
+    write_parquet_atomic(cell_table(sm.input.layers, "layer_ratios"), sm.output.layers)
+    write_parquet_atomic(goldilocks_zone(cells, sm.params.threshold), sm.output.zone)
 else:
-    cells = concat_cells(snakemake.input)  # noqa: F821
-write_parquet_atomic(cells, snakemake.output.table)  # noqa: F821
+    cells = cell_table(sm.input, "training")
+write_parquet_atomic(cells, sm.output.table)

@@ -3,13 +3,13 @@
 import sys
 
 from goldilocks import figures
-from goldilocks.aggregate import concat_cells
+from goldilocks.aggregate import concat_tables
 
 sm = snakemake  # noqa: F821
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
 # Each input name lists the table's parts (one per scaling); no part: no table (no zone).
 tables = {
-    name: concat_cells([paths] if isinstance(paths, str) else list(paths)) if paths else None
+    name: concat_tables([paths] if isinstance(paths, str) else list(paths)) if paths else None
     for name, paths in sm.input.items()
 }
 fig = figures.FIGURES[sm.params.number](**tables)

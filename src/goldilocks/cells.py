@@ -1,0 +1,180 @@
+"""Grid cells: one Snakemake job each, built once from the config or from wildcards
+(torch-free; docs/method.md section 2).
+
+A :class:`CurvatureCell` is (architecture, dataset, variant, scaling, scale, seed); a
+:class:`TrainCell` adds the base learning rate. A cell knows its alpha, T and (training)
+learning rate, and the identity columns every table row of it starts with
+(:meth:`CurvatureCell.identity`): the one definition of those columns. Field names equal
+the workflow's wildcard names, so ``PATTERN.format(**cell.wildcards())`` is the cell's path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+from goldilocks.grid import alpha_and_temperature, canonical_scale, lr_factor, scale_token
+from goldilocks.grid import scales_of as _scales_of
+from goldilocks.variants import Description, describe
+
+#: Columns that identify a curvature cell's rows, in table order.
+CURVATURE_IDENTITY: tuple[str, ...] = (
+    "architecture",
+    "dataset",
+    "variant",
+    "scaling",
+    "scale",
+    "alpha",
+    "temperature",
+    "seed",
+)
+#: Columns that identify a training cell's rows, in table order.
+TRAIN_IDENTITY: tuple[str, ...] = (*CURVATURE_IDENTITY, "lr_base", "lr")
+#: The grid axes of a cell (its wildcards), the sort order of every table.
+CURVATURE_KEYS: tuple[str, ...] = ("architecture", "dataset", "variant", "scaling", "scale", "seed")
+TRAIN_KEYS: tuple[str, ...] = (*CURVATURE_KEYS, "lr_base")
+
+
+@dataclass(frozen=True)
+class CurvatureCell:
+    """One curvature job: its grid axes (``scale`` as its canonical token)."""
+
+    architecture: str
+    dataset: str
+    variant: str
+    scaling: str
+    scale: str
+    seed: int
+
+    @classmethod
+    def from_wildcards(cls, wildcards: Mapping, **extra):
+        """The cell of a job's wildcards (strings), with any extra fields (``extra``, e.g.
+        a training cell's ``alpha_lr_rule``)."""
+        names = set(wildcards.keys())  # a Snakemake Namedlist's `in` tests values, not names
+        values = {f.name: wildcards[f.name] for f in fields(cls) if f.name in names}
+        values.update(extra)
+        values["seed"] = int(values["seed"])
+        for token in ("scale", "lr_base"):  # canonical spelling, whatever the wildcard says
+            if token in values:
+                values[token] = scale_token(float(values[token]))
+        return cls(**values)
+
+    @property
+    def description(self) -> Description:
+        """L, 𝓛, k and the switches of the cell's architecture variant."""
+        return describe(self.architecture, self.variant)
+
+    @property
+    def scale_value(self) -> float:
+        """The scale the job uses (the canonical token parsed back)."""
+        return canonical_scale(self.scale)
+
+    @functools.cached_property
+    def alpha_temperature(self) -> tuple[float, float]:
+        """``(alpha, T)`` of the cell's scaling at its scale."""
+        return alpha_and_temperature(
+            self.scaling, self.scale_value, self.architecture, self.variant
+        )
+
+    @property
+    def alpha(self) -> float:
+        return self.alpha_temperature[0]
+
+    @property
+    def temperature(self) -> float:
+        return self.alpha_temperature[1]
+
+    def wildcards(self) -> dict[str, str | int]:
+        """The cell's fields, for formatting path patterns."""
+        return asdict(self)
+
+    def identity(self) -> dict[str, str | int | float]:
+        """The identity columns (:data:`CURVATURE_IDENTITY`) of the cell's rows."""
+        return {
+            "architecture": self.architecture,
+            "dataset": self.dataset,
+            "variant": self.variant,
+            "scaling": self.scaling,
+            "scale": self.scale_value,
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class TrainCell(CurvatureCell):
+    """One training job: a curvature cell's axes plus ``lr_base`` (token), and the rule
+    that turns it into the rate used (``training.alpha_lr_rule``)."""
+
+    lr_base: str = "1"
+    alpha_lr_rule: str = "paper"
+
+    @property
+    def lr_base_value(self) -> float:
+        return canonical_scale(self.lr_base)
+
+    @functools.cached_property
+    def lr(self) -> float:
+        """The learning rate used: ``lr_base`` times the scaling's factor."""
+        factor = lr_factor(
+            self.scaling, self.scale_value, self.architecture, self.variant, self.alpha_lr_rule
+        )
+        return self.lr_base_value * factor
+
+    def identity(self) -> dict[str, str | int | float]:
+        """The identity columns (:data:`TRAIN_IDENTITY`) of the cell's rows."""
+        return {**super().identity(), "lr_base": self.lr_base_value, "lr": self.lr}
+
+
+def _pairs(config: Mapping) -> list[tuple[str, str]]:
+    return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
+
+
+def curvature_cells(config: Mapping) -> list[CurvatureCell]:
+    """Every curvature cell of the config: pairs x variants x scalings x scales x seeds."""
+    cur = config["curvature"]
+    cells = []
+    for arch, data in _pairs(config):
+        for variant in config["variants"]:
+            description = describe(arch, variant)
+            for scaling in cur["scalings"]:
+                for scale in _scales_of(cur["scales"], scaling, description):
+                    for seed in config["seeds"]:
+                        cells.append(
+                            CurvatureCell(arch, data, variant, scaling, scale_token(scale), seed)
+                        )
+    return cells
+
+
+def train_cells(config: Mapping) -> list[TrainCell]:
+    """Every training cell: pairs x variants x scalings x scales x lr_base x seeds.
+
+    ``training.seeds`` (when set) replaces the global seeds for training only.
+    """
+    tr = config["training"]
+    if not tr.get("enabled", True):
+        return []
+    rule = tr.get("alpha_lr_rule", "paper")
+    cells = []
+    for arch, data in _pairs(config):
+        for variant in config["variants"]:
+            description = describe(arch, variant)
+            for scaling in tr["scalings"]:
+                for scale in _scales_of(tr["scales"], scaling, description):
+                    for lr in tr["lr_base"]:
+                        for seed in tr.get("seeds") or config["seeds"]:
+                            cells.append(
+                                TrainCell(
+                                    arch,
+                                    data,
+                                    variant,
+                                    scaling,
+                                    scale_token(scale),
+                                    seed,
+                                    scale_token(lr),
+                                    rule,
+                                )
+                            )
+    return cells

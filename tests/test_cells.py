@@ -1,0 +1,72 @@
+"""Cells built from the config and from wildcards: keys, alpha, T, lr and identity columns."""
+
+import pytest
+
+from goldilocks.cells import (
+    CURVATURE_IDENTITY,
+    TRAIN_IDENTITY,
+    CurvatureCell,
+    TrainCell,
+    curvature_cells,
+    train_cells,
+)
+from goldilocks.grid import lr_factor
+
+
+def _config(**training):
+    grid = {"log10_min": -1, "log10_max": 1, "num": 3}
+    scales = {"alpha": grid, "alpha_linear": {**grid, "times_depth": True}, "temperature": grid}
+    return {
+        "pairs": [{"architecture": "lenet300100", "dataset": "synthetic"}],
+        "variants": ["homogeneous", "layernorm"],
+        "seeds": [0, 1],
+        "curvature": {"scalings": ["alpha", "temperature", "joint"], "scales": scales},
+        "training": {
+            "scalings": ["temperature"],
+            "scales": scales,
+            "lr_base": [0.1, 1.0],
+            **training,
+        },
+    }
+
+
+def test_cell_counts_and_keys():
+    cells = curvature_cells(_config())
+    assert len(cells) == 2 * 3 * 3 * 2
+    ln_alpha = sorted(
+        {float(c.scale) for c in cells if c.variant == "layernorm" and c.scaling == "alpha"}
+    )
+    assert ln_alpha == [1e-3, 1.0, 1e3]  # alpha_linear grid, times L = 3
+    assert len(set(cells)) == len(cells)
+    assert len(train_cells(_config())) == 2 * 3 * 2 * 2
+    assert len(train_cells(_config(seeds=[0]))) == 2 * 3 * 2
+    assert train_cells(_config(enabled=False)) == []
+
+
+def test_a_cell_from_wildcards_equals_the_grid_cell():
+    """Wildcards are strings in any spelling of the number; the cell is canonical."""
+    grid_cell = next(
+        c for c in train_cells(_config()) if c.variant == "layernorm" and c.lr_base == "1"
+    )
+    wildcards = {**grid_cell.wildcards(), "seed": str(grid_cell.seed), "lr_base": "1.000"}
+    wildcards["scale"] = repr(float(grid_cell.scale))
+    rebuilt = TrainCell.from_wildcards(wildcards, alpha_lr_rule="paper")
+    assert rebuilt == grid_cell
+    assert "{scale}_lr{lr_base}_seed{seed}".format(**rebuilt.wildcards()).endswith("_lr1_seed0")
+
+
+def test_identity_columns_and_the_rates():
+    cell = TrainCell("lenet300100", "fmnist", "residual", "alpha", "0.1", 2, "0.5")
+    identity = cell.identity()
+    assert tuple(identity) == TRAIN_IDENTITY
+    assert identity["scale"] == 0.1 and identity["seed"] == 2
+    assert (cell.alpha, cell.temperature) == (0.1, 1.0)
+    assert cell.lr == pytest.approx(0.5 * lr_factor("alpha", 0.1, "lenet300100", "residual"))
+    small = TrainCell(
+        *[getattr(cell, k) for k in TRAIN_IDENTITY[:4]], "0.1", 2, "0.5", "residual_small_alpha"
+    )
+    assert small.lr == pytest.approx(0.5 * 0.1 ** (2 - 2))  # L - 𝓛 = 2
+    joint = CurvatureCell("lenet300100", "fmnist", "residual", "joint", "10", 0)
+    assert tuple(joint.identity()) == CURVATURE_IDENTITY
+    assert joint.temperature == 1e4  # k = L = 4
+    assert joint.description.residual_depth == 2
