@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (see the README, "GPU"): curvature timings and peak memory,
+# One call on a lent GPU machine (see docs/performance.md, "On one GPU"): curvature timings and peak memory,
 # the device-vs-CPU check, and the tiny workflow through profiles/gpu. Writes logs and the
 # tiny run's tables to $OUT (default ./gpu-out). Snakemake comes from wheels in .whl/ when
 # the machine has none (it cannot reach PyPI). To build .whl/ (git-ignore it): for each

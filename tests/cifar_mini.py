@@ -1,6 +1,6 @@
 """Miniature CIFAR-10 archives in the real upstream format, and the test-only reader.
 
-No machine here can download CIFAR-10 (SPEC section 8). :func:`write_archive` writes the
+No machine here can download CIFAR-10 (docs/method.md section 8). :func:`write_archive` writes the
 upstream layout with a handful of images: dicts pickled the way Python 2 pickled them
 (``{b"batch_label", b"labels", b"data", b"filenames"}``) with ``data`` uint8
 ``(N, 3072)`` (1024 red, then 1024 green, then 1024 blue values, each row-major 32x32)

@@ -38,7 +38,7 @@ TARGETS = ("results/curvature.parquet", "results/training.parquet")
 # curvature was identical in two runs and within 9e-13 relative (plus ~5e-17 noise on a
 # zero eigenvalue) in one.
 # The cause: MKL rounds differently with operand alignment unless MKL_CBWR=AUTO,STRICT,
-# and concurrent threads allocate differently (README, On a cluster).
+# and concurrent threads allocate differently (docs/performance.md, "On a cluster").
 TOLERANCE = {"curvature": (1e-9, 1e-9), "training": (1e-4, 1e-6)}
 KEYS = ("architecture", "dataset", "variant", "scaling", "scale", "seed")
 PROFILE = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())

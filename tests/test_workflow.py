@@ -25,7 +25,7 @@ TINY = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
 
 pytestmark = pytest.mark.slow
 
-# SPEC section 9: the columns every consumer relies on.
+# docs/method.md section 9: the columns every consumer relies on.
 CELL_KEYS = [
     "architecture",
     "dataset",

@@ -85,7 +85,7 @@ class Projection:
 
 
 def sparse_projection(n_params: int, dim: int, generator: torch.Generator) -> Projection:
-    """Random sparse ``R`` with exactly orthonormal columns (SPEC section 4).
+    """Random sparse ``R`` with exactly orthonormal columns (docs/method.md section 4).
 
     Column ``i`` has ``s = min(ceil(sqrt(P)), floor(P/d))`` non-zeros of random sign on a
     support disjoint from every other column's, each ``1/sqrt(s)``; disjoint supports make
@@ -436,7 +436,7 @@ def gauss_newton(jr: Tensor, logits: Tensor, temperature: float) -> Tensor:
 
 
 def matrix_metrics(matrix: Tensor) -> dict[str, float]:
-    """SPEC section 4 metrics of a symmetric matrix.
+    """docs/method.md section 4 metrics of a symmetric matrix.
 
     ``trace_ratio`` ``Tr/||.||_F``, ``frac_pos`` (eigenvalues above ``1e-12`` times the
     largest ``|eigenvalue|``), ``eig_max``, ``eig_min``, ``spectral_norm``. The matrix is

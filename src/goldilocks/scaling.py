@@ -1,4 +1,4 @@
-"""Alpha scaling of parameters and the temperature-scaled loss (SPEC sections 2 and 4)."""
+"""Alpha scaling of parameters and the temperature-scaled loss (docs/method.md sections 2 and 4)."""
 
 from __future__ import annotations
 
