@@ -214,7 +214,8 @@ def value_at(curve: pd.Series, x: float) -> tuple[float, bool]:
 
 def nearest_grid(grid: Iterable[float], x: float) -> float:
     """The grid scale nearest to ``x`` in log10; NaN beyond half a grid step off its ends."""
-    logs = np.sort(_log(np.asarray(list(grid), float)))
+    values = np.sort(np.asarray(list(grid), float))
+    logs = _log(values)
     if len(logs) == 0 or not np.isfinite(x) or x <= 0:
         return math.nan
     lx = math.log10(x)
@@ -226,7 +227,7 @@ def nearest_grid(grid: Iterable[float], x: float) -> float:
         half = step / 2 + 1e-9
     if lx < logs[0] - half or lx > logs[-1] + half:
         return math.nan
-    return float(10 ** logs[j])
+    return float(values[j])  # the grid value itself, usable as an index label
 
 
 def spearman(x: Iterable[float], y: Iterable[float]) -> tuple[float, int]:

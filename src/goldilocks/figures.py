@@ -16,6 +16,7 @@ works the same from a notebook and from the workflow (:func:`save`)::
 | :func:`figure_4` | training, zone | alpha scaling: final train (top) / test (bottom) accuracy |
 | :func:`figure_5` | training, zone | temperature scaling: final test accuracy |
 | :func:`figure_6` | curvature | Hessian, G-term, H-term: ``Tr/||.||_F`` and spectral norm |
+| :func:`figure_7` | curvature, training, zone | initial ``Tr(H)/||H||_F`` against best accuracy |
 
 Figures are sized for the full width of a two-column paper (7.2 in, 7-8 pt text) and use
 the object-oriented API under a local style (no pyplot state, no global rcParams change).
@@ -39,6 +40,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from goldilocks.architectures import VARIANTS
 from goldilocks.io import write_atomic
@@ -67,6 +69,10 @@ KL_FLOOR = 1e-18
 #: Relative logit deviations below this (exactly 0 at alpha = 1) are drawn at it.
 REL_FLOOR = 1e-12
 FINAL_KEYS = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
+#: Tr(H)/‖H‖_F typeset for titles and labels (mathtext).
+TRACE_RATIO = r"Tr$(H)/\|H\|_F$"
+#: Most tick labels on a heatmap axis (cell centres, thinned evenly).
+MAX_TICKS = 3
 
 
 def _styled(style: str) -> Callable:
@@ -191,8 +197,8 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
                 curve_with_band(ax, sub, "hessian_trace_ratio")
                 ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
                 z = _zone_row(zone, sub, variant, scaling)
-                if z is not None:  # a one-point zone is a single line
-                    ax.axvspan(z["lower"], z["upper"], color="gold", alpha=0.3, lw=0)
+                if z is not None:
+                    ax.axvspan(*_zone_span(z, sub["scale"]), color="gold", alpha=0.3, lw=0)
                     for bound in (z["lower"], z["upper"]):
                         ax.axvline(bound, color="darkgoldenrod", ls="--", lw=0.8)
             ax.axhline(0, color="0.4", lw=0.6)
@@ -202,10 +208,44 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
                 ax.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$(H)/\|H\|_F$")
     shaded = f"; dashed, shaded: zone, >= {_threshold(zone)} x peak" if zone is not None else ""
     fig.suptitle(
-        f"Tr(H)/||H||_F at initialisation, {_title(curvature)} "
+        f"{TRACE_RATIO} at initialisation, {_title(curvature)} "
         f"(mean, min-max over {_seeds(curvature)}{shaded})"
     )
     return fig
+
+
+def _zone_span(z, scales) -> tuple[float, float]:
+    """Shaded extent of a zone: its bounds, or for a one-point zone the point's grid cell.
+
+    A zone of a single grid scale would be a zero-width span (one line); it is shaded
+    over the scales nearer to it than to its neighbours (half a grid step either side,
+    in log scale), the cell a trained scale is matched to.
+    """
+    lower, upper = float(z["lower"]), float(z["upper"])
+    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=1e-9):
+        return lower, upper
+    logs = np.log10(np.unique(np.asarray(scales, float)))
+    if len(logs) < 2:
+        return 10 ** (math.log10(lower) - 0.25), 10 ** (math.log10(upper) + 0.25)
+    centre = math.log10(lower)
+    j = int(np.argmin(np.abs(logs - centre)))
+    left = logs[j] - logs[j - 1] if j > 0 else logs[1] - logs[0]
+    right = logs[j + 1] - logs[j] if j < len(logs) - 1 else logs[-1] - logs[-2]
+    return 10 ** (centre - left / 2), 10 ** (centre + right / 2)
+
+
+def _grid_ticks(axis, values: np.ndarray) -> None:
+    """Ticks at the heatmap's cell centres (the grid values), at most :data:`MAX_TICKS`.
+
+    Log locators put decade ticks wherever they fall, also beyond a grid of non-decade
+    points; cell centres keep every label inside the grid and on a drawn cell.
+    """
+    values = np.sort(np.asarray(values, float))
+    step = max(1, math.ceil((len(values) - 1) / (MAX_TICKS - 1)))
+    shown = values[::step]
+    axis.set_major_locator(FixedLocator(shown))
+    axis.set_major_formatter(FixedFormatter([f"$10^{{{_exponent(v)}}}$" for v in shown]))
+    axis.set_minor_locator(NullLocator())
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -250,6 +290,8 @@ def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone
     ax.set_yscale("log")
     x_edges = _edges(xs)
     ax.set_xlim(x_edges[0], x_edges[-1])  # a zone bound far outside must not move the axis
+    _grid_ticks(ax.xaxis, xs)
+    _grid_ticks(ax.yaxis, ys)
     if zone is not None:
         for bound, side in ((zone["lower"], "left"), (zone["upper"], "right")):
             if not np.isfinite(bound):
@@ -312,8 +354,8 @@ def figure_heatmaps(
     epochs = int(training["epoch"].max())
     fig.suptitle(
         f"Full-batch GD, {epochs} epochs, {scaling} scaling, {_title(training)}, mean over "
-        f"{_seeds(final)}\nwhite dashed: Goldilocks zone (Tr/||H||_F >= {_threshold(zone)} x "
-        "peak); red x: diverged; grey: no value"
+        f"{_seeds(final)}\nwhite dashed: Goldilocks zone ({TRACE_RATIO} $\\geq$ "
+        f"{_threshold(zone)} x peak); red x: diverged; grey: no value"
     )
     return fig
 
@@ -443,3 +485,128 @@ def save(fig: Figure, paths: Sequence[str | Path]) -> None:
     """Write ``fig`` to every path (format from the suffix), via a temporary name."""
     for path in map(Path, paths):
         write_atomic(path, lambda tmp, fmt=path.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=200))
+
+
+@_styled("whitegrid")
+def figure_7(
+    curvature: pd.DataFrame, training: pd.DataFrame, zone: pd.DataFrame | None = None
+) -> Figure:
+    """Beyond the paper: initial Tr(H)/‖H‖_F against best final train accuracy.
+
+    One point per trained scale, one panel per variant, one row per training scaling
+    (temperature, then alpha). x: the seed-mean Tr(H)/‖H‖_F at the curvature grid scale
+    nearest the trained scale (same variant and scaling); y: the best final train
+    accuracy over eta0, mean over training seeds (a diverged cell counts with its
+    epoch-0 accuracy, as in :mod:`goldilocks.claims`); bars: min-max over seeds. Colour:
+    log10 of the scale (one colour scale per row); ringed: the nearest curvature scale
+    lies in the Goldilocks zone. Trained scales without a finite curvature value are
+    counted in the panel's corner.
+
+    Raises:
+        ValueError: no training cells.
+    """
+    from goldilocks import claims  # numpy/pandas only
+
+    final = claims.final_accuracy(training) if len(training) else training
+    scalings = set(final["scaling"]) if len(final) else set()
+    rows = [s for s in ("temperature", "alpha") if s in scalings]
+    if not rows:
+        raise ValueError("no training cells to draw")
+    cols = _variants(final)
+    fig, axes = _figure(len(rows), len(cols), extra_height=1.2, sharey=True)
+    cmap = matplotlib.colormaps["viridis"]
+    for i, scaling in enumerate(rows):
+        sub_final = final[final["scaling"] == scaling]
+        logs = np.log10(sub_final["scale"].to_numpy(float))
+        norm = Normalize(logs.min(), logs.max() if logs.max() > logs.min() else logs.min() + 1)
+        for j, variant in enumerate(cols):
+            ax = axes[i, j]
+            best = claims.best_accuracy(sub_final[sub_final["variant"] == variant])
+            curv = curvature[(curvature["variant"] == variant) & (curvature["scaling"] == scaling)]
+            stats = curv.groupby("scale")[claims.RATIO].agg(["mean", "min", "max"])
+            near = [claims.nearest_grid(stats.index, s) for s in best["scale"]]
+            x = np.array([stats.loc[n, "mean"] if np.isfinite(n) else np.nan for n in near])
+            xlo = np.array([stats.loc[n, "min"] if np.isfinite(n) else np.nan for n in near])
+            xhi = np.array([stats.loc[n, "max"] if np.isfinite(n) else np.nan for n in near])
+            y, ylo, yhi = (best[c].to_numpy(float) for c in ("mean", "min", "max"))
+            ok = np.isfinite(x) & np.isfinite(y)
+            pair = curv if len(curv) else sub_final[sub_final["variant"] == variant]
+            z = _zone_row(zone, pair, variant, scaling) if len(pair) else None
+            inside = np.zeros(len(best), bool)
+            if z is not None:
+                lo, hi = np.log10(z["lower"]) - 1e-9, np.log10(z["upper"]) + 1e-9
+                inside = np.array([np.isfinite(n) and lo <= np.log10(n) <= hi for n in near])
+            ax.errorbar(
+                x[ok],
+                y[ok],
+                xerr=[x[ok] - xlo[ok], xhi[ok] - x[ok]],
+                yerr=[y[ok] - ylo[ok], yhi[ok] - y[ok]],
+                fmt="none",
+                ecolor="0.6",
+                lw=0.6,
+                zorder=2,
+            )
+            points = ax.scatter(
+                x[ok],
+                y[ok],
+                c=np.log10(best["scale"].to_numpy(float))[ok],
+                cmap=cmap,
+                norm=norm,
+                s=16,
+                zorder=3,
+            )
+            ring = ok & inside
+            if ring.any():
+                ax.scatter(
+                    x[ring],
+                    y[ring],
+                    s=70,
+                    facecolors="none",
+                    edgecolors="darkgoldenrod",
+                    linewidths=1.1,
+                    zorder=4,
+                    label="trained scale in the zone",
+                )
+            ax.axvline(0, color="0.4", lw=0.6)
+            ax.margins(0.12)  # rings at the extremes stay inside the panel
+            missing = int((~ok).sum())
+            if missing:
+                ax.annotate(
+                    f"{missing} scale(s) without\na finite value",
+                    xy=(0.98, 0.03),
+                    xycoords="axes fraction",
+                    ha="right",
+                    va="bottom",
+                    fontsize=5,
+                    color="0.3",
+                )
+            if i == 0:
+                ax.set_title(variant)
+            ax.set_xlabel(f"initial {TRACE_RATIO}")
+            if j == 0:
+                ax.set_ylabel(f"{ROW_LABELS[scaling]}\nbest final train accuracy")
+        symbol = AXIS_SYMBOL[scaling].strip("$")
+        fig.colorbar(points, ax=axes[i, :].tolist(), label=rf"$\log_{{10}} {symbol}$", shrink=0.9)
+    handles = [
+        h
+        for ax in axes.flat
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True)
+        if label == "trained scale in the zone"
+    ]
+    if handles:
+        fig.legend(handles[:1], ["trained scale in the zone"], loc="outside lower center")
+    lrs = sorted(set(final["lr_base"]))
+    eta = ", ".join(f"{v:g}" for v in lrs)
+    n_seeds = final["seed"].nunique()
+    fig.suptitle(
+        f"Initial curvature against trainability, {_title(final)}\n"
+        f"y: best final train accuracy over $\\eta_0 \\in$ {{{eta}}} after "
+        f"{int(training['epoch'].max())} epochs, mean (bars: min-max) over {n_seeds} training "
+        f"seed{'s' * (n_seeds != 1)}\nx: {TRACE_RATIO} at the nearest curvature scale, mean "
+        f"(bars: min-max) over {_seeds(curvature)}; ringed: in the Goldilocks zone "
+        f"($\\geq$ {_threshold(zone)} x peak)"
+    )
+    return fig
+
+
+FIGURES[7] = figure_7
