@@ -489,6 +489,29 @@ def test_zone_aligned_with_training():
     assert verdict(r, "bias", "temperature") == N  # 0.1 inside against 0.75 outside
 
 
+def test_best_training_in_zone():
+    r = run("best_training_in_zone", world())
+    assert (r["verdict"] == S).all() and len(r) == 4
+    assert row(r, "bias", "temperature")["value"] == pytest.approx(0.1, abs=0.01)
+    acc = default_accuracy()
+    # better on average inside, but the single best cell lies outside
+    acc[("bias", "temperature")] = lambda x: np.select([x == 0, x < -5], [0.9, 0.95], 0.5)
+    tables = world(accuracy=acc)
+    assert verdict(run("best_training_in_zone", tables), "bias", "temperature") == N
+    assert verdict(run("zone_aligned_with_training", tables), "bias", "temperature") == S
+    assert (
+        verdict(run("best_training_in_zone", tables, best_in_zone_tol=0.06), "bias", "temperature")
+        == S
+    )
+    no_zone = {**world(), "zone": None}
+    r = run("best_training_in_zone", no_zone)
+    assert (r["verdict"] == U).all() and r["statistic"].str.contains("no zone table").all()
+    nan = set_nan(
+        world(), "training", "train_acc", lambda f: (f["scale"] == 1.0) & (f["epoch"] > 0)
+    )  # NaN (not diverged) at the only in-zone scale: nothing inside
+    assert verdict(run("best_training_in_zone", nan), "bias", "temperature") == U
+
+
 def test_final_accuracy_of_a_diverged_cell_is_its_initial():
     tables = world()
     tr = tables["training"]
