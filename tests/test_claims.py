@@ -668,6 +668,29 @@ def test_test_follows_train():
 # ---------------------------------------------------------------------------- helpers
 
 
+def test_a_missing_cell_drops_its_seed_not_a_fake_slope():
+    curves = default_curves()
+    tables = world(curves)
+    curv = tables["curvature"]
+    joint = (curv["variant"] == "homogeneous") & (curv["scaling"] == "joint")
+    curv.loc[joint & (curv["seed"] == 1), "hessian_trace_ratio"] += 1.0  # seeds differ by 1
+    assert verdict(run("homogeneous_joint_flat", tables), "homogeneous") == S
+    missing = curv[~(joint & (curv["seed"] == 1) & (curv["scale"] == 1.0))]
+    r = run("homogeneous_joint_flat", {**tables, "curvature": missing})
+    assert verdict(r, "homogeneous") == S and row(r, "homogeneous")["value"] < 0.01
+    # a NaN cell is not a missing one: seed 1 stays
+    nan = set_nan(
+        tables,
+        "curvature",
+        "hessian_trace_ratio",
+        lambda f: joint & (f["seed"] == 1) & (f["scale"] == 1.0),
+    )
+    r = run("homogeneous_joint_flat", nan)
+    assert verdict(r, "homogeneous") == N and row(r, "homogeneous")["value"] == pytest.approx(
+        0.5, abs=0.01
+    )
+
+
 def test_helpers_value_at_nearest_grid_spearman():
     curve = pd.Series([0.0, 1.0, np.nan], index=[1.0, 10.0, 100.0])
     assert claims.value_at(curve, 10.0) == (1.0, True)

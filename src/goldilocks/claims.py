@@ -22,7 +22,8 @@ is computed on what exists, or is ``not_testable``. A table that lacks a require
 
 Conventions shared by the claims (docs/claims.md has the details):
 
-- A *curve* is the seed mean of ``hessian_trace_ratio`` (Tr(H)/‖H‖_F) per grid scale;
+- A *curve* is the seed mean of ``hessian_trace_ratio`` (Tr(H)/‖H‖_F) per grid scale,
+  over the seeds that have a cell at every scale of the curve (:func:`complete_seeds`);
   NaN cells (saturated or overflowing) are skipped in the mean, and a scale whose every
   seed is NaN is NaN.
 - *Large alpha* is ``alpha >= regime_alpha``, *small alpha* ``alpha <= 1/regime_alpha``.
@@ -193,6 +194,19 @@ def seed_mean_curve(frame: pd.DataFrame, column: str = RATIO) -> pd.Series:
     return frame.groupby("scale")[column].mean().sort_index().astype(float)
 
 
+def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the seeds that have a row at every scale of ``frame`` (all rows if none has).
+
+    A run with missing cells would otherwise average different seeds at different
+    scales, and the seed-to-seed difference would look like a change along the curve.
+    A NaN cell is a row: it does not drop its seed.
+    """
+    scales = frame["scale"].nunique()
+    per_seed = frame.groupby("seed")["scale"].nunique()
+    full = per_seed[per_seed == scales].index
+    return frame[frame["seed"].isin(full)] if len(full) else frame
+
+
 def value_at(curve: pd.Series, x: float) -> tuple[float, bool]:
     """``curve`` (index: ascending scales) at scale ``x``, linear in log10 scale.
 
@@ -333,7 +347,7 @@ class PairTables:
         sub = c[(c["variant"] == variant) & (c["scaling"] == scaling)]
         if sub.empty:
             return None, f"scaling '{scaling}' of '{variant}' not in the curvature table"
-        return sub, ""
+        return complete_seeds(sub), ""
 
     def curve(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
         sub, why = self.curvature_rows(variant, scaling)
