@@ -313,6 +313,11 @@ def test_homogeneous_alpha_temperature_coincide():
     no_depth = world()
     no_depth["curvature"] = no_depth["curvature"].drop(columns="depth")
     assert verdict(run("homogeneous_alpha_temperature_coincide", no_depth), "homogeneous") == U
+    # Scales stored to six significant digits, as the pipeline writes them: still exact.
+    tables = world()
+    tables["curvature"]["scale"] = [float(f"{v:g}") for v in tables["curvature"]["scale"]]
+    r = run("homogeneous_alpha_temperature_coincide", tables)
+    assert "9 on shared grid values" in row(r, "homogeneous")["statistic"]
     # A temperature grid offset from alpha^-L: values are interpolated in log T.
     tables = world()
     curv = tables["curvature"]

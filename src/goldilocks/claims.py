@@ -71,6 +71,9 @@ VARIANTS = PAPER_VARIANTS + AFFINE_VARIANTS
 LAYERNORM_FAMILY = ("layernorm", "combined", "layernorm_affine", "combined_affine")
 INHOMOGENEOUS = ("bias", "residual", *LAYERNORM_FAMILY)
 RATIO = "hessian_trace_ratio"
+#: Two scales are the same grid value within this in log10: grid values are stored to
+#: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
+LOG_TOL = 1e-5
 PAIR = ["architecture", "dataset"]
 
 #: Default thresholds, one config key each under ``claims:`` (docs/claims.md).
@@ -207,18 +210,28 @@ def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["seed"].isin(full)] if len(full) else frame
 
 
+def at_least(scales, bound: float) -> np.ndarray:
+    """``scales >= bound`` up to :data:`LOG_TOL` in log10."""
+    return _log(scales) >= math.log10(bound) - LOG_TOL
+
+
+def at_most(scales, bound: float) -> np.ndarray:
+    """``scales <= bound`` up to :data:`LOG_TOL` in log10."""
+    return _log(scales) <= math.log10(bound) + LOG_TOL
+
+
 def value_at(curve: pd.Series, x: float) -> tuple[float, bool]:
     """``curve`` (index: ascending scales) at scale ``x``, linear in log10 scale.
 
     Returns:
-        ``(value, exact)``: exact when ``x`` is a grid scale (to 1e-9 in log10); NaN when
+        ``(value, exact)``: exact when ``x`` is a grid scale (to :data:`LOG_TOL`); NaN when
         ``x`` lies outside the grid or either neighbouring grid value is NaN.
     """
     if not np.isfinite(x) or x <= 0 or curve.empty:
         return math.nan, False
     logs, values, lx = _log(curve.index), curve.to_numpy(float), math.log10(x)
     j = int(np.argmin(np.abs(logs - lx)))
-    if abs(logs[j] - lx) <= 1e-9 * max(1.0, abs(lx)):
+    if abs(logs[j] - lx) <= LOG_TOL:
         return float(values[j]), True
     if lx < logs[0] or lx > logs[-1]:
         return math.nan, False
@@ -237,10 +250,10 @@ def nearest_grid(grid: Iterable[float], x: float) -> float:
     lx = math.log10(x)
     j = int(np.argmin(np.abs(logs - lx)))
     if len(logs) == 1:
-        half = 1e-9 * max(1.0, abs(lx))
+        half = LOG_TOL
     else:
         step = logs[1] - logs[0] if lx < logs[0] else logs[-1] - logs[-2]
-        half = step / 2 + 1e-9
+        half = step / 2 + LOG_TOL
     if lx < logs[0] - half or lx > logs[-1] + half:
         return math.nan
     return float(values[j])  # the grid value itself, usable as an index label
@@ -402,7 +415,7 @@ class PairTables:
             return None, f"no zone for '{variant}' under '{scaling}' (peak not positive)"
         sub, _ = self.curvature_rows(variant, scaling)
         grid = sorted(set(sub["scale"])) if sub is not None else None
-        lo, hi = math.log10(lower) - 1e-9, math.log10(upper) + 1e-9
+        lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
         flags = []
         for s in scales:
             near = nearest_grid(grid, s) if grid else s
@@ -638,7 +651,7 @@ def zone_appears(pair: PairTables, th: dict) -> list[dict]:
                     peak_scale = float(finite.idxmax())
                 ends = (finite.index.min(), finite.index.max()) if len(finite) else ()
                 interior = len(finite) >= 3 and not any(
-                    np.isclose(math.log10(peak_scale), math.log10(e), atol=1e-9) for e in ends
+                    abs(math.log10(peak_scale) - math.log10(e)) <= LOG_TOL for e in ends
                 )
                 where = (
                     f"peak at {_fmt(peak_scale)} "
@@ -658,7 +671,7 @@ def zone_appears(pair: PairTables, th: dict) -> list[dict]:
 def _regime(curve: pd.Series, th: dict) -> tuple[np.ndarray, np.ndarray]:
     scales = curve.index.to_numpy(float)
     r = th["regime_alpha"]
-    return scales >= r * (1 - 1e-9), scales <= (1 / r) * (1 + 1e-9)
+    return at_least(scales, r), at_most(scales, 1 / r)
 
 
 @_claim(
@@ -845,7 +858,7 @@ def layernorm_linear_output_holds(pair: PairTables, th: dict) -> list[dict]:
             rows.append(_untestable(variant, "alpha", why, t))
             continue
         bound = 1 / th["regime_alpha"]
-        part = curve[curve.index >= bound * (1 - 1e-9)]
+        part = curve[at_least(curve.index, bound)]
         part = part[np.isfinite(part.to_numpy(float))]
         if part.empty:
             rows.append(_untestable(variant, "alpha", f"no finite alpha >= {bound:g}", t))
@@ -875,7 +888,7 @@ def layernorm_linear_output_breaks_small_alpha(pair: PairTables, th: dict) -> li
             rows.append(_untestable(variant, "alpha", why, t))
             continue
         bound = 1 / th["regime_alpha"]
-        part = curve[curve.index <= bound * (1 + 1e-9)]
+        part = curve[at_most(curve.index, bound)]
         part = part[np.isfinite(part.to_numpy(float))]
         if part.empty:
             rows.append(_untestable(variant, "alpha", f"no finite alpha <= {bound:g}", t))
@@ -1061,7 +1074,7 @@ def _slope_above_zone(pair: PairTables, variant: str, th: dict) -> tuple[float, 
     best = best[np.isfinite(best["mean"])]
     inside, _ = pair.in_zone(variant, "temperature", best["scale"])
     logs, log_upper = _log(best["scale"]), math.log10(upper)
-    above = logs > log_upper + 1e-9
+    above = logs > log_upper + LOG_TOL
     if inside is not None and np.any(inside & ~above):
         above[np.flatnonzero(inside & ~above).max()] = True  # the zone's last trained T
     above = best[above]
@@ -1216,7 +1229,7 @@ def layernorm_alpha_unstable_small_alpha(pair: PairTables, th: dict) -> list[dic
         if "max_loss" not in a:
             rows.append(_untestable(variant, "alpha", "training table has no train_loss", t))
             continue
-        small = a[a["scale"] <= bound * (1 + 1e-9)]
+        small = a[at_most(a["scale"], bound)]
         grid = sorted(set(temp["scale"]))
         matched = {s: nearest_grid(grid, 1 / s) for s in sorted(set(small["scale"]))}
         matched = {s: m for s, m in matched.items() if np.isfinite(m)}
@@ -1257,7 +1270,7 @@ def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, th: dict) -> lis
             rows.append(_untestable(variant, "alpha", why or twhy, t))
             continue
         curve = temp.set_index("scale")["mean"]
-        small = a[(a["scale"] <= bound * (1 + 1e-9)) & np.isfinite(a["mean"])]
+        small = a[at_most(a["scale"], bound) & np.isfinite(a["mean"])]
         gaps = []
         for alpha, value in zip(small["scale"], small["mean"], strict=True):
             at_t, _ = value_at(curve, 1 / alpha)

@@ -222,7 +222,7 @@ def _zone_span(z, scales) -> tuple[float, float]:
     in log scale), the cell a trained scale is matched to.
     """
     lower, upper = float(z["lower"]), float(z["upper"])
-    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=1e-9):
+    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=1e-5):
         return lower, upper
     logs = np.log10(np.unique(np.asarray(scales, float)))
     if len(logs) < 2:
@@ -534,7 +534,7 @@ def figure_7(
             z = _zone_row(zone, pair, variant, scaling) if len(pair) else None
             inside = np.zeros(len(best), bool)
             if z is not None:
-                lo, hi = np.log10(z["lower"]) - 1e-9, np.log10(z["upper"]) + 1e-9
+                lo, hi = np.log10(z["lower"]) - 1e-5, np.log10(z["upper"]) + 1e-5
                 inside = np.array([np.isfinite(n) and lo <= np.log10(n) <= hi for n in near])
             ax.errorbar(
                 x[ok],
