@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import QuadMesh
+from matplotlib.collections import PathCollection, QuadMesh
 
 from goldilocks import figures
 from goldilocks.zone import goldilocks_zone
@@ -167,3 +167,67 @@ def test_save_writes_pdf_and_png(tmp_path):
     figures.save(fig, paths)
     assert paths[0].read_bytes()[:4] == b"%PDF"
     assert paths[1].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figure_7_points_rings_and_bars():
+    curvature, training = curvature_table(), training_table()
+    zone = goldilocks_zone(curvature)  # the bump's zone is the single scale 1
+    fig = figures.figure_7(curvature, training, zone)
+    render(fig)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 * len(VARIANTS)  # temperature and alpha rows
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2
+    for ax in panels:
+        points, rings = [c for c in ax.collections if isinstance(c, PathCollection)]
+        # three trained scales, each matched to a finite curvature value
+        assert len(points.get_offsets()) == 3
+        assert len(rings.get_offsets()) == 1  # only scale 1 lies in the zone
+    # seed means: the ring sits on the point of scale 1 (x: curvature mean at 1)
+    top = panels[0]
+    ring = next(c for c in top.collections if c.get_label() == "trained scale in the zone")
+    x_mean = curvature[
+        (curvature["variant"] == "homogeneous")
+        & (curvature["scaling"] == "temperature")
+        & (curvature["scale"] == 1.0)
+    ]["hessian_trace_ratio"].mean()
+    assert ring.get_offsets()[0][0] == pytest.approx(x_mean)
+    assert r"\|H\|_F" in fig._suptitle.get_text() and "||" not in fig._suptitle.get_text()
+
+
+def test_figure_7_missing_curvature_zone_and_training():
+    curvature, training = curvature_table(), training_table()
+    no_alpha = curvature[curvature["scaling"] != "alpha"]
+    fig = figures.figure_7(no_alpha, training, None)
+    render(fig)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("3 scale(s) without\na finite value") == len(VARIANTS)
+    assert not fig.legends  # no zone: no ring
+    with pytest.raises(ValueError, match="no training cells"):
+        figures.figure_7(curvature, training.iloc[:0], None)
+    assert figures.FIGURES[7] is figures.figure_7
+
+
+def test_one_point_zone_is_shaded_as_a_band():
+    curvature = curvature_table()
+    zone = goldilocks_zone(curvature)
+    row = zone[(zone["variant"] == "homogeneous") & (zone["scaling"] == "alpha")].iloc[0]
+    assert row["lower"] == row["upper"] == 1.0  # the case to draw
+    fig = figures.figure_1(curvature, zone)
+    render(fig)
+    band = next(p for p in fig.axes[0].patches if p.get_width() > 0)
+    lo, hi = np.log10(band.get_x()), np.log10(band.get_x() + band.get_width())
+    assert lo == pytest.approx(-0.5) and hi == pytest.approx(0.5)  # half a decade each side
+    assert r"Tr$(H)/\|H\|_F$" in fig._suptitle.get_text()
+
+
+def test_heatmap_ticks_stay_on_the_grid():
+    scales = [1e-9, 10**-4.5, 1.0, 10**4.5, 1e9]
+    training = training_table(scales=scales)
+    fig = figures.figure_2(training, None)
+    render(fig)
+    for ax in (a for a in fig.axes if a.get_label() != "<colorbar>"):
+        ticks = ax.get_xticks()
+        assert set(np.round(np.log10(ticks), 6)) <= set(np.round(np.log10(scales), 6))
+        assert len(ticks) <= figures.MAX_TICKS and ticks.min() == 1e-9 and ticks.max() == 1e9
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["$10^{-9}$", "$10^{0}$", "$10^{9}$"]
+        assert not len(ax.xaxis.get_minorticklocs())

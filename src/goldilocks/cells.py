@@ -11,7 +11,7 @@ the workflow's wildcard names, so ``PATTERN.format(**cell.wildcards())`` is the 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 
 from goldilocks.grid import alpha_and_temperature, canonical_scale, lr_factor, scale_token
@@ -132,20 +132,24 @@ def _pairs(config: Mapping) -> list[tuple[str, str]]:
     return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
 
 
-def curvature_cells(config: Mapping) -> list[CurvatureCell]:
-    """Every curvature cell of the config: pairs x variants x scalings x scales x seeds."""
-    cur = config["curvature"]
-    cells = []
+def _axes(config: Mapping, stage: str) -> Iterator[tuple[str, str, str, str, str]]:
+    """(architecture, dataset, variant, scaling, scale token) of ``stage``'s grid, in order."""
+    section = config[stage]
     for arch, data in _pairs(config):
         for variant in config["variants"]:
             description = describe(arch, variant)
-            for scaling in cur["scalings"]:
-                for scale in _scales_of(cur["scales"], scaling, description):
-                    for seed in config["seeds"]:
-                        cells.append(
-                            CurvatureCell(arch, data, variant, scaling, scale_token(scale), seed)
-                        )
-    return cells
+            for scaling in section["scalings"]:
+                for scale in _scales_of(section["scales"], scaling, description):
+                    yield arch, data, variant, scaling, scale_token(scale)
+
+
+def curvature_cells(config: Mapping) -> list[CurvatureCell]:
+    """Every curvature cell of the config: pairs x variants x scalings x scales x seeds."""
+    return [
+        CurvatureCell(*axes, seed)
+        for axes in _axes(config, "curvature")
+        for seed in config["seeds"]
+    ]
 
 
 def train_cells(config: Mapping) -> list[TrainCell]:
@@ -156,25 +160,10 @@ def train_cells(config: Mapping) -> list[TrainCell]:
     tr = config["training"]
     if not tr.get("enabled", True):
         return []
-    rule = tr.get("alpha_lr_rule", "paper")
-    cells = []
-    for arch, data in _pairs(config):
-        for variant in config["variants"]:
-            description = describe(arch, variant)
-            for scaling in tr["scalings"]:
-                for scale in _scales_of(tr["scales"], scaling, description):
-                    for lr in tr["lr_base"]:
-                        for seed in tr.get("seeds") or config["seeds"]:
-                            cells.append(
-                                TrainCell(
-                                    arch,
-                                    data,
-                                    variant,
-                                    scaling,
-                                    scale_token(scale),
-                                    seed,
-                                    scale_token(lr),
-                                    rule,
-                                )
-                            )
-    return cells
+    rule, seeds = tr.get("alpha_lr_rule", "paper"), tr.get("seeds") or config["seeds"]
+    return [
+        TrainCell(*axes, seed, scale_token(lr), rule)
+        for axes in _axes(config, "training")
+        for lr in tr["lr_base"]
+        for seed in seeds
+    ]

@@ -501,14 +501,8 @@ def measure(
     """Every curvature metric of one cell at ``problem.params`` (already alpha-scaled).
 
     One forward pass and one gradient (:class:`SharedPass`) serve the diagnostics and the
-    same :func:`projected_jacobian` and :func:`projected_hessian` that the dense-Hessian
-    tests check; the dense rows of ``R`` are built once.
-
-    Args:
-        problem: model, scaled parameters, batch, ``T`` and ``R``.
-        hvp_method: ``H R`` method (:func:`projected_hessian`).
-        jvp_method: ``J R`` method (:func:`projected_jacobian`).
-        chunk_size: columns per ``vmap`` batch.
+    same :func:`projected_jacobian` (``jvp_method``) and :func:`projected_hessian`
+    (``hvp_method``) that the dense-Hessian tests check; ``R``'s rows are built once.
 
     Returns:
         ``(row, layer_ratios)``: ``row`` holds ``loss``, ``accuracy``, ``logit_norm``

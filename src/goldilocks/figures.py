@@ -16,6 +16,7 @@ works the same from a notebook and from the workflow (:func:`save`)::
 | :func:`figure_4` | training, zone | alpha scaling: final train (top) / test (bottom) accuracy |
 | :func:`figure_5` | training, zone | temperature scaling: final test accuracy |
 | :func:`figure_6` | curvature | Hessian, G-term, H-term: ``Tr/||.||_F`` and spectral norm |
+| :func:`figure_7` | curvature, training, zone | initial ``Tr(H)/||H||_F`` against best accuracy |
 
 Figures are sized for the full width of a two-column paper (7.2 in, 7-8 pt text) and use
 the object-oriented API under a local style (no pyplot state, no global rcParams change).
@@ -39,6 +40,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from goldilocks.io import write_atomic
 from goldilocks.tables import final_rows
@@ -67,6 +69,10 @@ FONT = {
 KL_FLOOR = 1e-18
 #: Relative logit deviations below this (exactly 0 at alpha = 1) are drawn at it.
 REL_FLOOR = 1e-12
+#: Tr(H)/‖H‖_F typeset for titles and labels (mathtext).
+TRACE_RATIO = r"Tr$(H)/\|H\|_F$"
+#: Most tick labels on a heatmap axis (cell centres, thinned evenly).
+MAX_TICKS = 3
 
 
 def _styled(style: str) -> Callable:
@@ -191,8 +197,8 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
                 curve_with_band(ax, sub, "hessian_trace_ratio")
                 ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
                 z = _zone_row(zone, sub, variant, scaling)
-                if z is not None:  # a one-point zone is a single line
-                    ax.axvspan(z["lower"], z["upper"], color="gold", alpha=0.3, lw=0)
+                if z is not None:
+                    ax.axvspan(*_zone_span(z, sub["scale"]), color="gold", alpha=0.3, lw=0)
                     for bound in (z["lower"], z["upper"]):
                         ax.axvline(bound, color="darkgoldenrod", ls="--", lw=0.8)
             ax.axhline(0, color="0.4", lw=0.6)
@@ -202,10 +208,44 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
                 ax.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$(H)/\|H\|_F$")
     shaded = f"; dashed, shaded: zone, >= {_threshold(zone)} x peak" if zone is not None else ""
     fig.suptitle(
-        f"Tr(H)/||H||_F at initialisation, {_title(curvature)} "
+        f"{TRACE_RATIO} at initialisation, {_title(curvature)} "
         f"(mean, min-max over {_seeds(curvature)}{shaded})"
     )
     return fig
+
+
+def _zone_span(z, scales) -> tuple[float, float]:
+    """Shaded extent of a zone: its bounds, or for a one-point zone the point's grid cell.
+
+    A zone of a single grid scale would be a zero-width span (one line); it is shaded
+    over the scales nearer to it than to its neighbours (half a grid step either side,
+    in log scale), the cell a trained scale is matched to.
+    """
+    lower, upper = float(z["lower"]), float(z["upper"])
+    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=1e-5):
+        return lower, upper
+    logs = np.log10(np.unique(np.asarray(scales, float)))
+    if len(logs) < 2:
+        return 10 ** (math.log10(lower) - 0.25), 10 ** (math.log10(upper) + 0.25)
+    centre = math.log10(lower)
+    j = int(np.argmin(np.abs(logs - centre)))
+    left = logs[j] - logs[j - 1] if j > 0 else logs[1] - logs[0]
+    right = logs[j + 1] - logs[j] if j < len(logs) - 1 else logs[-1] - logs[-2]
+    return 10 ** (centre - left / 2), 10 ** (centre + right / 2)
+
+
+def _grid_ticks(axis, values: np.ndarray) -> None:
+    """Ticks at the heatmap's cell centres (the grid values), at most :data:`MAX_TICKS`.
+
+    Log locators put decade ticks wherever they fall, also beyond a grid of non-decade
+    points; cell centres keep every label inside the grid and on a drawn cell.
+    """
+    values = np.sort(np.asarray(values, float))
+    step = max(1, math.ceil((len(values) - 1) / (MAX_TICKS - 1)))
+    shown = values[::step]
+    axis.set_major_locator(FixedLocator(shown))
+    axis.set_major_formatter(FixedFormatter([f"$10^{{{_exponent(v)}}}$" for v in shown]))
+    axis.set_minor_locator(NullLocator())
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -245,6 +285,8 @@ def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone
     ax.set_yscale("log")
     x_edges = _edges(xs)
     ax.set_xlim(x_edges[0], x_edges[-1])  # a zone bound far outside must not move the axis
+    _grid_ticks(ax.xaxis, xs)
+    _grid_ticks(ax.yaxis, ys)
     if zone is not None:
         for bound, side in ((zone["lower"], "left"), (zone["upper"], "right")):
             if not np.isfinite(bound):
@@ -307,8 +349,8 @@ def figure_heatmaps(
     epochs = int(training["epoch"].max())
     fig.suptitle(
         f"Full-batch GD, {epochs} epochs, {scaling} scaling, {_title(training)}, mean over "
-        f"{_seeds(final)}\nwhite dashed: Goldilocks zone (Tr/||H||_F >= {_threshold(zone)} x "
-        "peak); red x: diverged; grey: no value"
+        f"{_seeds(final)}\nwhite dashed: Goldilocks zone ({TRACE_RATIO} $\\geq$ "
+        f"{_threshold(zone)} x peak); red x: diverged; grey: no value"
     )
     return fig
 
@@ -438,3 +480,119 @@ def save(fig: Figure, paths: Sequence[str | Path]) -> None:
     """Write ``fig`` to every path (format from the suffix), via a temporary name."""
     for path in map(Path, paths):
         write_atomic(path, lambda tmp, fmt=path.suffix[1:]: fig.savefig(tmp, format=fmt, dpi=200))
+
+
+IN_ZONE = "trained scale in the zone"
+
+
+def _legend_once(fig: Figure, axes: np.ndarray, label: str) -> None:
+    """One figure legend entry for ``label``, if any panel drew it."""
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if name == label:
+                fig.legend([handle], [label], loc="outside lower center")
+                return
+
+
+def _zone_points(z, near: list[float]) -> np.ndarray:
+    """Which nearest-curvature scales lie inside the zone row ``z`` (None: none)."""
+    if z is None:
+        return np.zeros(len(near), bool)
+    lo, hi = np.log10(z["lower"]) - 1e-5, np.log10(z["upper"]) + 1e-5
+    return np.array([bool(np.isfinite(n) and lo <= np.log10(n) <= hi) for n in near])
+
+
+def _curvature_vs_accuracy(ax, best: pd.DataFrame, curv: pd.DataFrame, z, norm: Normalize):
+    """One panel of figure 7: returns the scatter (for the colour bar)."""
+    from goldilocks import claims
+
+    stats = curv.groupby("scale")[claims.RATIO].agg(["mean", "min", "max"])
+    near = [claims.nearest_grid(stats.index, s) for s in best["scale"]]
+
+    def at(column: str) -> np.ndarray:
+        return np.array([stats.loc[n, column] if np.isfinite(n) else np.nan for n in near])
+
+    x, xlo, xhi = at("mean"), at("min"), at("max")
+    y, ylo, yhi = (best[c].to_numpy(float) for c in ("mean", "min", "max"))
+    ok = np.isfinite(x) & np.isfinite(y)
+    xerr, yerr = [x[ok] - xlo[ok], xhi[ok] - x[ok]], [y[ok] - ylo[ok], yhi[ok] - y[ok]]
+    ax.errorbar(x[ok], y[ok], xerr=xerr, yerr=yerr, fmt="none", ecolor="0.6", lw=0.6, zorder=2)
+    colour = np.log10(best["scale"].to_numpy(float))[ok]
+    points = ax.scatter(x[ok], y[ok], c=colour, cmap="viridis", norm=norm, s=16, zorder=3)
+    ring = ok & _zone_points(z, near)
+    if ring.any():
+        ax.scatter(
+            *(x[ring], y[ring]),
+            **dict(s=70, facecolors="none", edgecolors="darkgoldenrod", linewidths=1.1),
+            **dict(zorder=4, label=IN_ZONE),
+        )
+    ax.axvline(0, color="0.4", lw=0.6)
+    ax.margins(0.12)  # rings at the extremes stay inside the panel
+    if missing := int((~ok).sum()):
+        ax.annotate(
+            f"{missing} scale(s) without\na finite value",
+            **dict(xy=(0.98, 0.03), xycoords="axes fraction", ha="right", va="bottom"),
+            **dict(fontsize=5, color="0.3"),
+        )
+    return points
+
+
+@_styled("whitegrid")
+def figure_7(
+    curvature: pd.DataFrame, training: pd.DataFrame, zone: pd.DataFrame | None = None
+) -> Figure:
+    """Beyond the paper: initial Tr(H)/‖H‖_F against best final train accuracy.
+
+    One point per trained scale, one panel per variant, one row per training scaling
+    (temperature, then alpha). x: the seed-mean Tr(H)/‖H‖_F at the curvature grid scale
+    nearest the trained scale (same variant and scaling); y: the best final train
+    accuracy over eta0, mean over training seeds (a diverged cell counts with its
+    epoch-0 accuracy, as in :mod:`goldilocks.claims`); bars: min-max over seeds. Colour:
+    log10 of the scale (one colour scale per row); ringed: the nearest curvature scale
+    lies in the Goldilocks zone. Trained scales without a finite curvature value are
+    counted in the panel's corner.
+
+    Raises:
+        ValueError: no training cells.
+    """
+    from goldilocks import claims  # numpy/pandas only
+
+    final = claims.final_accuracy(training) if len(training) else training
+    rows = [s for s in ("temperature", "alpha") if len(final) and s in set(final["scaling"])]
+    if not rows:
+        raise ValueError("no training cells to draw")
+    cols = _variants(final)
+    fig, axes = _figure(len(rows), len(cols), extra_height=1.2, sharey=True)
+    for i, scaling in enumerate(rows):
+        sub_final = final[final["scaling"] == scaling]
+        logs = np.log10(sub_final["scale"].to_numpy(float))
+        norm = Normalize(logs.min(), logs.max() if logs.max() > logs.min() else logs.min() + 1)
+        for j, variant in enumerate(cols):
+            ax = axes[i, j]
+            best = claims.best_accuracy(sub_final[sub_final["variant"] == variant])
+            curv = curvature[(curvature["variant"] == variant) & (curvature["scaling"] == scaling)]
+            pair = curv if len(curv) else sub_final[sub_final["variant"] == variant]
+            z = _zone_row(zone, pair, variant, scaling) if len(pair) else None
+            points = _curvature_vs_accuracy(ax, best, curv, z, norm)
+            ax.set_xlabel(f"initial {TRACE_RATIO}")
+            if i == 0:
+                ax.set_title(variant)
+            if j == 0:
+                ax.set_ylabel(f"{ROW_LABELS[scaling]}\nbest final train accuracy")
+        symbol = AXIS_SYMBOL[scaling].strip("$")
+        fig.colorbar(points, ax=axes[i, :].tolist(), label=rf"$\log_{{10}} {symbol}$", shrink=0.9)
+    _legend_once(fig, axes, IN_ZONE)
+    eta = ", ".join(f"{v:g}" for v in sorted(set(final["lr_base"])))
+    n_seeds = final["seed"].nunique()
+    fig.suptitle(
+        f"Initial curvature against trainability, {_title(final)}\n"
+        f"y: best final train accuracy over $\\eta_0 \\in$ {{{eta}}} after "
+        f"{int(training['epoch'].max())} epochs, mean (bars: min-max) over {n_seeds} training "
+        f"seed{'s' * (n_seeds != 1)}\nx: {TRACE_RATIO} at the nearest curvature scale, mean "
+        f"(bars: min-max) over {_seeds(curvature)}; ringed: in the Goldilocks zone "
+        f"($\\geq$ {_threshold(zone)} x peak)"
+    )
+    return fig
+
+
+FIGURES[7] = figure_7

@@ -108,12 +108,9 @@ def train_cell(
 ) -> None:
     """Training stage: full-batch GD of one cell, one row per logged epoch.
 
-    ``settings``: the rule's training params (``dtype``, ``device``, ``epochs``,
-    ``log_every``, ``train_subset``, ``test_subset``, ``chunk_size``, ``alpha_lr_rule``,
-    ``curvature_every``, ``hvp_method``, ``jvp_method``). Every ``checkpoint_every``
-    epochs the state is saved to ``checkpoint`` (:mod:`goldilocks.checkpoint`), a side
-    file that survives a kill; a rerun resumes from it, and it is removed once the
-    cell's Parquet is written.
+    ``settings``: the train rule's params (see workflow/rules/train.smk). Every
+    ``checkpoint_every`` epochs the state goes to ``checkpoint``, a side file that
+    survives a kill; a rerun resumes from it (:mod:`goldilocks.checkpoint`).
     """
     from goldilocks import curvature, initial, tables
     from goldilocks.data import training_data
@@ -127,9 +124,8 @@ def train_cell(
         subsets = (settings["train_subset"], settings["test_subset"])
         train_data, test_data = training_data(load_tensors(data), c.seed, *subsets, dtype, dev)
         state = initial.InitialState.load(init)
-        problem = initial.problem(
-            state, c.architecture, c.dataset, c.variant, c.alpha, c.temperature, dev, dtype
-        )
+        keys = (c.architecture, c.dataset, c.variant, c.alpha, c.temperature)
+        problem = initial.problem(state, *keys, dev, dtype)
         key = ckpt.resume_key(state.checksum(), c.alpha, c.temperature, c.lr, dev, settings)
         resumed = ckpt.load(checkpoint, key, dev, logger) if checkpoint else None
         run, seconds_before = resumed or (TrainState(problem.params), 0.0)
@@ -137,22 +133,16 @@ def train_cell(
         def seconds() -> float:
             return seconds_before + time.perf_counter() - start
 
-        epochs = settings["epochs"]
         methods = (settings["hvp_method"], settings["jvp_method"])
-        run = train(
-            problem.model,
-            run,
-            train_data,
-            test_data,
-            c.temperature,
-            c.lr,
-            epochs,
-            settings["log_every"],
-            settings["chunk_size"],
-            on_epoch=ckpt.saver(checkpoint, key, checkpoint_every, epochs, seconds, logger),
-            probe=curvature.probe(problem, *curvature.resolve_methods(*methods, dev, state.params)),
-            probe_every=settings["curvature_every"],
+        loop = {k: settings[k] for k in ("epochs", "log_every", "chunk_size")}
+        loop["on_epoch"] = ckpt.saver(
+            checkpoint, key, checkpoint_every, settings["epochs"], seconds, logger
         )
+        loop["probe"] = curvature.probe(
+            problem, *curvature.resolve_methods(*methods, dev, state.params)
+        )
+        loop["probe_every"] = settings["curvature_every"]
+        run = train(problem.model, run, train_data, test_data, c.temperature, c.lr, **loop)
         write_cell_table(tables.training_rows(c, run.rows, seconds()), output, "training")
         if checkpoint:
             ckpt.discard(checkpoint)

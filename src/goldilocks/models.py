@@ -56,6 +56,28 @@ class _Net(nn.Module):
         """Weight layer, LayerNorm (if any), ReLU."""
         return F.relu(_norm(layer(x), self.has_norm))
 
+    def _dense_tail(self, n_in: int, wide: int, narrow: int, num_classes: int) -> None:
+        """The LeNets' fully connected tail: ``in -> wide -> narrow -> K``; with a skip,
+        ``in -> wide``, then ``h + W2 relu(W1 h)`` with ``W1: wide -> narrow``,
+        ``W2: narrow -> wide`` (a bottleneck around the wide layer), then ``wide -> K``."""
+        self.fc1 = self._linear(n_in, wide)
+        if self.has_skip:
+            self.block1 = self._linear(wide, narrow)
+            self.block2 = self._linear(narrow, wide)
+            self.head = self._linear(wide, num_classes)
+        else:
+            self.fc2 = self._linear(wide, narrow)
+            self.head = self._linear(narrow, num_classes)
+
+    def _tail(self, h: Tensor) -> Tensor:
+        """The dense tail's forward pass: ``(N, in) -> (N, K)``."""
+        h = self._layer(self.fc1, h)  # (N, wide)
+        if self.has_skip:
+            h = self._branch(self.block1, self.block2, h)  # (N, wide)
+        else:
+            h = self._layer(self.fc2, h)  # (N, narrow)
+        return self.head(h)  # (N, K)
+
     def _branch(self, first: nn.Module, second: nn.Module, x: Tensor) -> Tensor:
         """``x + LN(W2 relu(LN(W1 x)))``; without skip ``LN(W2 relu(LN(W1 x)))``."""
         out = _norm(second(self._layer(first, x)), self.has_norm)
@@ -77,23 +99,10 @@ class LeNet300100(_Net):
         widths: tuple[int, int] = (300, 100),
     ) -> None:
         super().__init__(variant)
-        wide, narrow = widths
-        self.fc1 = self._linear(math.prod(in_shape), wide)
-        if self.has_skip:
-            self.block1 = self._linear(wide, narrow)
-            self.block2 = self._linear(narrow, wide)
-            self.head = self._linear(wide, num_classes)
-        else:
-            self.fc2 = self._linear(wide, narrow)
-            self.head = self._linear(narrow, num_classes)
+        self._dense_tail(math.prod(in_shape), *widths, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self._layer(self.fc1, x.flatten(1))  # (N, 300)
-        if self.has_skip:
-            h = self._branch(self.block1, self.block2, h)  # (N, 300)
-        else:
-            h = self._layer(self.fc2, h)  # (N, 100)
-        return self.head(h)  # (N, K)
+        return self._tail(x.flatten(1))  # (N, 784) -> (N, K)
 
 
 class LeNet5(_Net):
@@ -116,24 +125,12 @@ class LeNet5(_Net):
         self.conv1 = self._conv(channels, c1, 5)
         self.conv2 = self._conv(c1, c2, 5)
         flat = c2 * (((height - 4) // 2 - 4) // 2) * (((width - 4) // 2 - 4) // 2)
-        self.fc1 = self._linear(flat, wide)
-        if self.has_skip:
-            self.block1 = self._linear(wide, narrow)
-            self.block2 = self._linear(narrow, wide)
-            self.head = self._linear(wide, num_classes)
-        else:
-            self.fc2 = self._linear(wide, narrow)
-            self.head = self._linear(narrow, num_classes)
+        self._dense_tail(flat, wide, narrow, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.avg_pool2d(self._layer(self.conv1, x), 2)  # (N, 6, 14, 14) for 32x32
         h = F.avg_pool2d(self._layer(self.conv2, h), 2)  # (N, 16, 5, 5)
-        h = self._layer(self.fc1, h.flatten(1))  # (N, 120)
-        if self.has_skip:
-            h = self._branch(self.block1, self.block2, h)  # (N, 120)
-        else:
-            h = self._layer(self.fc2, h)  # (N, 84)
-        return self.head(h)  # (N, K)
+        return self._tail(h.flatten(1))  # (N, 400) -> (N, K)
 
 
 class ResNet4(_Net):

@@ -1,0 +1,1362 @@
+"""The paper's claims, each tested on the run's own tables (docs/claims.md).
+
+Every claim of *Revisiting the Goldilocks Zone in Inhomogeneous Networks* (sections 3.1,
+3.2, 4 and appendices C-I) that the tables can speak to is one function here. It takes
+the aggregated tables (``results/curvature.parquet``, ``results/goldilocks_zone.parquet``,
+optionally ``results/training.parquet`` and ``results/kl_layernorm.parquet``) and a dict
+of thresholds, and returns one row per architecture/dataset pair and per variant/scaling
+the claim is about, with the columns of :data:`COLUMNS`:
+
+- ``claim``: the claim's id; ``paper_text``: the paper's words it tests (with section);
+- ``architecture``, ``dataset``, ``variant``, ``scaling``: where it was tested (the
+  training scaling for training claims);
+- ``statistic``: what was computed, in words, with the numbers behind it;
+- ``value``: the number the verdict compares; ``threshold``: what it is compared with;
+- ``verdict``: ``supported``, ``not_supported`` or ``not_testable`` (the reason is then
+  in ``statistic``: a variant, scaling or table the run does not have, too few finite
+  cells, no zone).
+
+Missing tables, variants and scalings, NaN cells and a single seed never raise: a claim
+is computed on what exists, or is ``not_testable``. A table that lacks a required
+*column* is malformed input and raises ``ValueError`` naming the table and the column.
+
+Conventions shared by the claims (docs/claims.md has the details):
+
+- A *curve* is the seed mean of ``hessian_trace_ratio`` (Tr(H)/‖H‖_F) per grid scale,
+  over the seeds that have a cell at every scale of the curve (:func:`complete_seeds`);
+  NaN cells (saturated or overflowing) are skipped in the mean, and a scale whose every
+  seed is NaN is NaN.
+- *Large alpha* is ``alpha >= regime_alpha``, *small alpha* ``alpha <= 1/regime_alpha``.
+- The *output exponent* k is 1 for the LayerNorm variants and L (the curvature table's
+  ``depth``) otherwise; alpha scaling at alpha corresponds to temperature T = alpha^-k.
+- A *final accuracy* is the last logged row of a training cell; a diverged cell counts
+  with its epoch-0 accuracy (what training left it with: nothing gained). The *best
+  accuracy* at a trained scale is the maximum over eta0 per training seed, then the mean
+  over seeds.
+- A trained scale is *in the zone* when its nearest curvature grid scale (in log scale,
+  same variant and scaling) lies within the zone's bounds.
+
+This module imports only numpy and pandas.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = [
+    "claim",
+    "paper_text",
+    "architecture",
+    "dataset",
+    "variant",
+    "scaling",
+    "statistic",
+    "value",
+    "threshold",
+    "verdict",
+]
+SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE = "supported", "not_supported", "not_testable"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_TESTABLE)
+
+PAPER_VARIANTS = ("homogeneous", "bias", "residual", "layernorm", "combined")
+AFFINE_VARIANTS = ("layernorm_affine", "combined_affine")
+VARIANTS = PAPER_VARIANTS + AFFINE_VARIANTS
+#: Variants whose logits scale as alpha^1 (output exponent k = 1).
+LAYERNORM_FAMILY = ("layernorm", "combined", "layernorm_affine", "combined_affine")
+INHOMOGENEOUS = ("bias", "residual", *LAYERNORM_FAMILY)
+RATIO = "hessian_trace_ratio"
+#: Two scales are the same grid value within this in log10: grid values are stored to
+#: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
+LOG_TOL = 1e-5
+PAIR = ["architecture", "dataset"]
+
+#: Default thresholds, one config key each under ``claims:`` (docs/claims.md).
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    # A curve is flat when max - min of its seed mean (Tr(H)/‖H‖_F, bounded by sqrt(d)
+    # in magnitude) over the scales considered is at most this; a joint curve breaks at
+    # small alpha when it strays from its large-alpha level by more than this.
+    "flat_spread": 0.25,
+    # Alpha and temperature curves coincide when max |r_alpha(alpha) - r_T(alpha^-k)| is
+    # at most this (and differ when it is above).
+    "coincide_max_diff": 0.25,
+    # Large alpha: alpha >= this; small alpha: alpha <= 1 / this.
+    "regime_alpha": 10.0,
+    # A zone appears when its peak seed-mean Tr(H)/‖H‖_F exceeds this (and the peak is
+    # interior to the measured range, with finite zone bounds).
+    "zone_peak_min": 0.0,
+    # LayerNorm peaks "much lower": peak / homogeneous peak below this.
+    "peak_lower_ratio": 0.5,
+    # Goes negative: the curve's minimum below this.
+    "negative_max": 0.0,
+    # Linear output scaling holds where ‖f_{alpha theta} - alpha f_theta‖/‖alpha f_theta‖
+    # (seed mean) is at most this, and breaks where it is above.
+    "linear_rel_tol": 0.01,
+    # Zone aligned with training: mean best accuracy inside minus outside the zone above this.
+    "align_margin": 0.0,
+    # Best training in the zone: the zone's best accuracy at least the best outside minus this.
+    "best_in_zone_tol": 0.0,
+    # Curvature ranks accuracy: Spearman correlation at least this (below it: disconnect).
+    "rank_corr_min": 0.5,
+    # Residual falls faster: its slope per decade of T above the zone minus bias's is
+    # below minus this.
+    "falls_faster_margin": 0.0,
+    # Trains well: best accuracy at least this fraction of the pair's best.
+    "good_acc_rel": 0.9,
+    # Wide range: at least this fraction of the trained temperatures train well.
+    "wide_fraction": 0.5,
+    # Training curves match when best accuracies differ by at most this (and a small-alpha
+    # accuracy drop is a deficit above it).
+    "train_match_tol": 0.1,
+    # A cell is unstable when it diverged or its train loss rose above (1 + this) x its
+    # epoch-0 loss at a logged epoch.
+    "loss_rise_rel": 0.01,
+    # Small alpha is less stable: unstable fraction under alpha minus under T above this.
+    "instability_margin": 0.0,
+    # Test follows train: Spearman over (scale, eta0) cells at least this.
+    "test_train_rank_min": 0.8,
+    # Fewest points for a rank correlation or a slope.
+    "min_points": 3,
+}
+
+
+def resolve_thresholds(thresholds: dict | None) -> dict[str, float]:
+    """:data:`DEFAULT_THRESHOLDS` updated with ``thresholds``.
+
+    Raises:
+        ValueError: an unknown key, or a value that is not a finite number.
+    """
+    merged = dict(DEFAULT_THRESHOLDS)
+    for key, value in (thresholds or {}).items():
+        if key not in DEFAULT_THRESHOLDS:
+            known = ", ".join(DEFAULT_THRESHOLDS)
+            raise ValueError(f"claims.{key}: unknown threshold; known: {known}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"claims.{key}: {value!r} is not a finite number")
+        merged[key] = float(value)
+    if merged["regime_alpha"] <= 1:
+        raise ValueError(f"claims.regime_alpha: {merged['regime_alpha']!r} must be > 1")
+    return merged
+
+
+REQUIRED = {
+    "curvature": ["architecture", "dataset", "variant", "scaling", "scale", "seed", RATIO],
+    "zone": ["architecture", "dataset", "variant", "scaling", "lower", "upper", "peak_value"],
+    "training": [
+        "architecture",
+        "dataset",
+        "variant",
+        "scaling",
+        "scale",
+        "seed",
+        "lr_base",
+        "epoch",
+        "train_acc",
+    ],
+    "kl": ["architecture", "dataset", "variant", "seed", "alpha", "logit_rel_error"],
+}
+FINAL_KEYS = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
+
+
+def _table(name: str, frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``frame`` checked for its required columns; None when absent or without rows."""
+    if frame is None or len(frame.columns) == 0:
+        return None
+    missing = [c for c in REQUIRED[name] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"claims: table '{name}' lacks column(s) {', '.join(missing)}")
+    if name == "kl":
+        return frame[np.isfinite(frame["alpha"].astype(float)) & (frame["alpha"] > 0)]
+    if "scale" in frame:
+        return frame[np.isfinite(frame["scale"].astype(float)) & (frame["scale"] > 0)]
+    return frame
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def _log(x) -> np.ndarray:
+    return np.log10(np.asarray(x, float))
+
+
+def seed_mean_curve(frame: pd.DataFrame, column: str = RATIO) -> pd.Series:
+    """Seed mean of ``column`` per ``scale`` (ascending); NaN cells skipped, all-NaN NaN."""
+    return frame.groupby("scale")[column].mean().sort_index().astype(float)
+
+
+def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the seeds that have a row at every scale of ``frame`` (all rows if none has).
+
+    A run with missing cells would otherwise average different seeds at different
+    scales, and the seed-to-seed difference would look like a change along the curve.
+    A NaN cell is a row: it does not drop its seed.
+    """
+    scales = frame["scale"].nunique()
+    per_seed = frame.groupby("seed")["scale"].nunique()
+    full = per_seed[per_seed == scales].index
+    return frame[frame["seed"].isin(full)] if len(full) else frame
+
+
+def at_least(scales, bound: float) -> np.ndarray:
+    """``scales >= bound`` up to :data:`LOG_TOL` in log10."""
+    return _log(scales) >= math.log10(bound) - LOG_TOL
+
+
+def at_most(scales, bound: float) -> np.ndarray:
+    """``scales <= bound`` up to :data:`LOG_TOL` in log10."""
+    return _log(scales) <= math.log10(bound) + LOG_TOL
+
+
+def value_at(curve: pd.Series, x: float) -> tuple[float, bool]:
+    """``curve`` (index: ascending scales) at scale ``x``, linear in log10 scale.
+
+    Returns:
+        ``(value, exact)``: exact when ``x`` is a grid scale (to :data:`LOG_TOL`); NaN when
+        ``x`` lies outside the grid or either neighbouring grid value is NaN.
+    """
+    if not np.isfinite(x) or x <= 0 or curve.empty:
+        return math.nan, False
+    logs, values, lx = _log(curve.index), curve.to_numpy(float), math.log10(x)
+    j = int(np.argmin(np.abs(logs - lx)))
+    if abs(logs[j] - lx) <= LOG_TOL:
+        return float(values[j]), True
+    if lx < logs[0] or lx > logs[-1]:
+        return math.nan, False
+    hi = int(np.searchsorted(logs, lx))
+    lo = hi - 1
+    w = (lx - logs[lo]) / (logs[hi] - logs[lo])
+    return float(values[lo] * (1 - w) + values[hi] * w), False
+
+
+def nearest_grid(grid: Iterable[float], x: float) -> float:
+    """The grid scale nearest to ``x`` in log10; NaN beyond half a grid step off its ends."""
+    values = np.sort(np.asarray(list(grid), float))
+    logs = _log(values)
+    if len(logs) == 0 or not np.isfinite(x) or x <= 0:
+        return math.nan
+    lx = math.log10(x)
+    j = int(np.argmin(np.abs(logs - lx)))
+    if len(logs) == 1:
+        half = LOG_TOL
+    else:
+        step = logs[1] - logs[0] if lx < logs[0] else logs[-1] - logs[-2]
+        half = step / 2 + LOG_TOL
+    if lx < logs[0] - half or lx > logs[-1] + half:
+        return math.nan
+    return float(values[j])  # the grid value itself, usable as an index label
+
+
+def spearman(x: Iterable[float], y: Iterable[float]) -> tuple[float, int]:
+    """Spearman rank correlation over the pairs where both are finite.
+
+    Returns:
+        ``(rho, n)``; rho is 0 when either side is constant (no association can be
+        shown) and NaN when ``n < 2``.
+    """
+    frame = pd.DataFrame({"x": np.asarray(list(x), float), "y": np.asarray(list(y), float)})
+    frame = frame[np.isfinite(frame["x"]) & np.isfinite(frame["y"])]
+    n = len(frame)
+    if n < 2:
+        return math.nan, n
+    rx, ry = frame["x"].rank().to_numpy(), frame["y"].rank().to_numpy()
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return 0.0, n
+    return float(np.corrcoef(rx, ry)[0, 1]), n
+
+
+def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
+    """One row per training cell: its last logged row, with ``train_acc``/``test_acc``.
+
+    A diverged cell (``diverged`` true) keeps its epoch-0 accuracies instead of the NaN
+    of its divergence row. Adds ``initial_loss`` (epoch-0 train loss) and ``max_loss``
+    (largest logged train loss after epoch 0; inf when the cell diverged) when the table
+    has ``train_loss``.
+    """
+    frame = training.sort_values("epoch", kind="stable")
+    keys = [k for k in FINAL_KEYS if k in frame.columns]
+    last = frame.groupby(keys, as_index=False, dropna=False).tail(1).set_index(keys)
+    start = frame[frame["epoch"] == 0].groupby(keys, dropna=False).head(1).set_index(keys)
+    acc = [c for c in ("train_acc", "test_acc") if c in frame.columns]
+    diverged = last["diverged"].fillna(False).astype(bool) if "diverged" in last else None
+    out = last.copy()
+    if diverged is None:
+        out["diverged"] = False
+        diverged = out["diverged"]
+    for column in acc:
+        initial = start[column].reindex(out.index)
+        out[column] = out[column].where(~diverged, initial)
+    if "train_loss" in frame.columns:
+        out["initial_loss"] = start["train_loss"].reindex(out.index)
+        later = frame[frame["epoch"] > 0].groupby(keys, dropna=False)["train_loss"].max()
+        later = later.reindex(out.index)
+        out["max_loss"] = later.where(~diverged, math.inf)
+    return out.reset_index()
+
+
+def best_accuracy(final: pd.DataFrame, column: str = "train_acc") -> pd.DataFrame:
+    """Best final ``column`` over eta0, per training seed and trained scale.
+
+    Args:
+        final: :func:`final_accuracy` rows of one variant and scaling.
+
+    Returns:
+        One row per scale (ascending): ``mean`` over seeds of the per-seed best, ``min``,
+        ``max``, ``seeds`` (seeds with a finite best) and ``per_seed`` (dict seed -> best).
+    """
+    per_seed = final.groupby(["scale", "seed"])[column].max()
+    rows = []
+    for scale, group in per_seed.groupby(level="scale"):
+        values = group.droplevel("scale")
+        finite = values[np.isfinite(values.astype(float))]
+        rows.append(
+            {
+                "scale": float(scale),
+                "mean": float(finite.mean()) if len(finite) else math.nan,
+                "min": float(finite.min()) if len(finite) else math.nan,
+                "max": float(finite.max()) if len(finite) else math.nan,
+                "seeds": len(finite),
+                "per_seed": {int(s): float(v) for s, v in finite.items()},
+            }
+        )
+    columns = ["scale", "mean", "min", "max", "seeds", "per_seed"]
+    return pd.DataFrame(rows, columns=columns).sort_values("scale").reset_index(drop=True)
+
+
+@dataclass
+class PairTables:
+    """One architecture/dataset pair's tables (None: the run has no such table)."""
+
+    architecture: str
+    dataset: str
+    curvature: pd.DataFrame | None
+    zone: pd.DataFrame | None
+    training: pd.DataFrame | None
+    kl: pd.DataFrame | None
+
+    @functools.cached_property
+    def final(self) -> pd.DataFrame | None:
+        return None if self.training is None else final_accuracy(self.training)
+
+    def curvature_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
+        """Curvature rows of ``variant``/``scaling``, or None and the reason."""
+        c = self.curvature
+        if c is None:
+            return None, "no curvature table"
+        if variant not in set(c["variant"]):
+            return None, f"variant '{variant}' not in the curvature table"
+        sub = c[(c["variant"] == variant) & (c["scaling"] == scaling)]
+        if sub.empty:
+            return None, f"scaling '{scaling}' of '{variant}' not in the curvature table"
+        return complete_seeds(sub), ""
+
+    def curve(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
+        sub, why = self.curvature_rows(variant, scaling)
+        return (None, why) if sub is None else (seed_mean_curve(sub), "")
+
+    def depth(self, variant: str) -> int | None:
+        c = self.curvature
+        if c is None or "depth" not in c:
+            return None
+        d = c.loc[c["variant"] == variant, "depth"].dropna()
+        return int(d.iloc[0]) if len(d) else None
+
+    def exponent(self, variant: str) -> int | None:
+        """k: 1 for the LayerNorm variants, else L (from the curvature table)."""
+        return 1 if variant in LAYERNORM_FAMILY else self.depth(variant)
+
+    def zone_row(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
+        z = self.zone
+        if z is None:
+            return None, "no zone table"
+        hit = z[(z["variant"] == variant) & (z["scaling"] == scaling)]
+        if hit.empty:
+            return None, f"no zone row for '{variant}' under '{scaling}'"
+        return hit.iloc[0], ""
+
+    def final_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
+        f = self.final
+        if f is None:
+            return None, "no training table"
+        if variant not in set(f["variant"]):
+            return None, f"variant '{variant}' not in the training table"
+        sub = f[(f["variant"] == variant) & (f["scaling"] == scaling)]
+        if sub.empty:
+            return None, f"no training cells of '{variant}' under '{scaling}'"
+        return sub, ""
+
+    def best(self, variant: str, scaling: str, column: str = "train_acc"):
+        sub, why = self.final_rows(variant, scaling)
+        if sub is None:
+            return None, why
+        if column not in sub:
+            return None, f"training table has no '{column}'"
+        return best_accuracy(sub, column), ""
+
+    def in_zone(self, variant: str, scaling: str, scales: Iterable[float]):
+        """Per trained scale: True/False (nearest curvature scale in the zone), or None."""
+        z, why = self.zone_row(variant, scaling)
+        if z is None:
+            return None, why
+        lower, upper = float(z["lower"]), float(z["upper"])
+        if not (np.isfinite(lower) and np.isfinite(upper)):
+            return None, f"no zone for '{variant}' under '{scaling}' (peak not positive)"
+        sub, _ = self.curvature_rows(variant, scaling)
+        grid = sorted(set(sub["scale"])) if sub is not None else None
+        lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
+        flags = []
+        for s in scales:
+            near = nearest_grid(grid, s) if grid else s
+            flags.append(bool(np.isfinite(near) and lo <= math.log10(near) <= hi))
+        return np.array(flags, bool), ""
+
+    def curvature_at(self, variant: str, scaling: str, scales: Iterable[float], seed=None):
+        """Seed-mean (or ``seed``'s) Tr(H)/‖H‖_F at the curvature scale nearest each scale."""
+        sub, why = self.curvature_rows(variant, scaling)
+        if sub is None:
+            return None, why
+        if seed is not None and seed in set(sub["seed"]):
+            sub = sub[sub["seed"] == seed]
+        curve = seed_mean_curve(sub)
+        values = []
+        for s in scales:
+            near = nearest_grid(curve.index, s)
+            values.append(float(curve.loc[near]) if np.isfinite(near) else math.nan)
+        return np.array(values, float), ""
+
+
+def _pairs(tables: dict[str, pd.DataFrame | None]) -> list[PairTables]:
+    keys: set[tuple[str, str]] = set()
+    for frame in tables.values():
+        if frame is not None:
+            keys |= set(frame[PAIR].drop_duplicates().itertuples(index=False, name=None))
+    pairs = []
+    for arch, data in sorted(keys):
+        parts = {}
+        for name, frame in tables.items():
+            sub = None
+            if frame is not None:
+                sub = frame[(frame["architecture"] == arch) & (frame["dataset"] == data)]
+                sub = sub if len(sub) else None
+            parts[name] = sub
+        pairs.append(PairTables(arch, data, **parts))
+    return pairs
+
+
+def _row(variant, scaling, statistic, value, threshold, ok: bool | None) -> dict:
+    """One result; ``ok`` None or a NaN value: not testable."""
+    value = math.nan if value is None else float(value)
+    if ok is None or not np.isfinite(value):
+        verdict = NOT_TESTABLE
+    else:
+        verdict = SUPPORTED if ok else NOT_SUPPORTED
+    return {
+        "variant": variant,
+        "scaling": scaling,
+        "statistic": statistic,
+        "value": value,
+        "threshold": float(threshold),
+        "verdict": verdict,
+    }
+
+
+def _untestable(variant, scaling, reason, threshold) -> dict:
+    return _row(variant, scaling, f"not testable: {reason}", math.nan, threshold, None)
+
+
+ClaimFunction = Callable[..., pd.DataFrame]
+#: Every claim, by id, in the order of the paper.
+CLAIMS: dict[str, ClaimFunction] = {}
+
+
+def _claim(claim_id: str, paper_text: str):
+    """Register ``fn(pair, thresholds) -> list[row]`` as a claim over every pair."""
+
+    def decorate(fn: Callable[[PairTables, dict], list[dict]]) -> ClaimFunction:
+        @functools.wraps(fn)
+        def evaluate(
+            curvature: pd.DataFrame | None = None,
+            zone: pd.DataFrame | None = None,
+            training: pd.DataFrame | None = None,
+            kl: pd.DataFrame | None = None,
+            thresholds: dict | None = None,
+        ) -> pd.DataFrame:
+            th = resolve_thresholds(thresholds)
+            tables = {
+                "curvature": _table("curvature", curvature),
+                "zone": _table("zone", zone),
+                "training": _table("training", training),
+                "kl": _table("kl", kl),
+            }
+            rows = [
+                {
+                    "claim": claim_id,
+                    "paper_text": paper_text,
+                    "architecture": pair.architecture,
+                    "dataset": pair.dataset,
+                    **row,
+                }
+                for pair in _pairs(tables)
+                for row in fn(pair, th)
+            ]
+            return pd.DataFrame(rows, columns=COLUMNS)
+
+        evaluate.claim_id = claim_id
+        evaluate.paper_text = paper_text
+        CLAIMS[claim_id] = evaluate
+        return evaluate
+
+    return decorate
+
+
+# ----------------------------------------------------------------------- section 3.1
+
+
+def _spread(curve: pd.Series, mask: np.ndarray) -> tuple[float, int, int]:
+    """max - min of the finite values of ``curve[mask]``; (spread, finite, NaN) counts."""
+    values = curve.to_numpy(float)[mask]
+    finite = values[np.isfinite(values)]
+    spread = float(finite.max() - finite.min()) if len(finite) >= 2 else math.nan
+    return spread, len(finite), len(values) - len(finite)
+
+
+def _range(scales) -> str:
+    scales = np.asarray(list(scales), float)
+    if len(scales) == 0:
+        return "none"
+    return f"{scales.min():.3g}..{scales.max():.3g}"
+
+
+@_claim(
+    "homogeneous_joint_flat",
+    '3.1: "In homogeneous networks, the curvature stays flat across all α in this plot, '
+    'confirming that T=α^L cancels the effect of α-scaling"',
+)
+def homogeneous_joint_flat(pair: PairTables, th: dict) -> list[dict]:
+    """Homogeneous, joint: max - min of the seed-mean curve over all scales <= flat_spread."""
+    t = th["flat_spread"]
+    curve, why = pair.curve("homogeneous", "joint")
+    if curve is None:
+        return [_untestable("homogeneous", "joint", why, t)]
+    spread, n, nan = _spread(curve, np.ones(len(curve), bool))
+    if n < 2:
+        return [_untestable("homogeneous", "joint", f"{n} finite joint scale(s)", t)]
+    stat = (
+        f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint scales "
+        f"(alpha {_range(curve.index)}; {nan} NaN scale(s) left out); flat if <= threshold"
+    )
+    return [_row("homogeneous", "joint", stat, spread, t, spread <= t)]
+
+
+def _alpha_temperature_gap(pair: PairTables, variant: str) -> tuple[float, str]:
+    """max |r_alpha(alpha) - r_T(alpha^-k)| over the alphas whose T is in the T grid."""
+    a, why = pair.curve(variant, "alpha")
+    if a is None:
+        return math.nan, why
+    temp, why = pair.curve(variant, "temperature")
+    if temp is None:
+        return math.nan, why
+    k = pair.exponent(variant)
+    if k is None:
+        return math.nan, f"depth L of '{variant}' unknown (no 'depth' column)"
+    diffs, exact = [], 0
+    for alpha, value in a.items():
+        if not np.isfinite(value):
+            continue
+        at_t, is_exact = value_at(temp, float(alpha) ** -k)
+        if np.isfinite(at_t):
+            diffs.append(abs(value - at_t))
+            exact += is_exact
+    if len(diffs) < 2:
+        return math.nan, f"{len(diffs)} alpha(s) with a finite T-curve value at T = alpha^-{k}"
+    gap = float(max(diffs))
+    stat = (
+        f"max over {len(diffs)} alphas of |Tr/‖H‖_F(alpha) - Tr/‖H‖_F(T = alpha^-{k})| "
+        f"({exact} on shared grid values, {len(diffs) - exact} interpolated linearly in "
+        f"log T; mean {_fmt(float(np.mean(diffs)))})"
+    )
+    return gap, stat
+
+
+@_claim(
+    "homogeneous_alpha_temperature_coincide",
+    '3.1: "The baseline homogeneous model serves as a reference point: it shows perfect '
+    'symmetry between α- and T-scaling"',
+)
+def homogeneous_alpha_temperature_coincide(pair: PairTables, th: dict) -> list[dict]:
+    """Homogeneous: alpha curve at alpha vs temperature curve at T = alpha^-L, max gap."""
+    t = th["coincide_max_diff"]
+    gap, stat = _alpha_temperature_gap(pair, "homogeneous")
+    if not np.isfinite(gap):
+        return [_untestable("homogeneous", "alpha", stat, t)]
+    return [_row("homogeneous", "alpha", stat + "; coincide if <= threshold", gap, t, gap <= t)]
+
+
+@_claim(
+    "inhomogeneous_alpha_temperature_differ",
+    '3.1: "In contrast, the inhomogeneous networks deviate from this pattern. While a '
+    "Goldilocks zone still appears under both scaling strategies, the symmetry between them "
+    'is broken."',
+)
+def inhomogeneous_alpha_temperature_differ(pair: PairTables, th: dict) -> list[dict]:
+    """Each inhomogeneous variant: the alpha/T gap (T = alpha^-k) exceeds coincide_max_diff."""
+    t = th["coincide_max_diff"]
+    rows = []
+    for variant in INHOMOGENEOUS:
+        gap, stat = _alpha_temperature_gap(pair, variant)
+        if not np.isfinite(gap):
+            rows.append(_untestable(variant, "alpha", stat, t))
+        else:
+            rows.append(_row(variant, "alpha", stat + "; differ if > threshold", gap, t, gap > t))
+    return rows
+
+
+@_claim(
+    "zone_appears",
+    '3.1: "across all architectures, a Goldilocks zone—marked by a peak of positive '
+    "curvature—emerges under both scaling strategies. This includes networks with biases, "
+    'residuals, and even LayerNorm"',
+)
+def zone_appears(pair: PairTables, th: dict) -> list[dict]:
+    """Every variant, alpha and T: finite zone bounds, peak > zone_peak_min, peak interior."""
+    t = th["zone_peak_min"]
+    rows = []
+    for variant in VARIANTS:
+        for scaling in ("alpha", "temperature"):
+            z, why = pair.zone_row(variant, scaling)
+            if z is None:
+                _, cwhy = pair.curvature_rows(variant, scaling)
+                rows.append(_untestable(variant, scaling, cwhy or why, t))
+                continue
+            peak = float(z["peak_value"])
+            bounded = np.isfinite(float(z["lower"])) and np.isfinite(float(z["upper"]))
+            curve, _ = pair.curve(variant, scaling)
+            interior, where = None, "interior not checked (no curvature rows)"
+            if curve is not None and np.isfinite(peak):
+                finite = curve[np.isfinite(curve.to_numpy(float))]
+                peak_scale = float(z.get("peak_scale", math.nan))
+                if not np.isfinite(peak_scale) and len(finite):
+                    peak_scale = float(finite.idxmax())
+                ends = (finite.index.min(), finite.index.max()) if len(finite) else ()
+                interior = len(finite) >= 3 and not any(
+                    abs(math.log10(peak_scale) - math.log10(e)) <= LOG_TOL for e in ends
+                )
+                where = (
+                    f"peak at {_fmt(peak_scale)} "
+                    f"{'inside' if interior else 'at an end of'} the finite range "
+                    f"{_range(finite.index)}"
+                )
+            ok = bool(bounded and peak > t and interior is not False)
+            stat = (
+                f"peak seed-mean Tr(H)/‖H‖_F of the zone row; zone "
+                f"[{_fmt(float(z['lower']))}, {_fmt(float(z['upper']))}]; {where}; "
+                "appears if bounds finite, peak > threshold and peak interior"
+            )
+            rows.append(_row(variant, scaling, stat, peak, t, ok))
+    return rows
+
+
+def _regime(curve: pd.Series, th: dict) -> tuple[np.ndarray, np.ndarray]:
+    scales = curve.index.to_numpy(float)
+    r = th["regime_alpha"]
+    return at_least(scales, r), at_most(scales, 1 / r)
+
+
+@_claim(
+    "joint_flat_large_alpha",
+    '3.1: "In inhomogeneous networks, we also observe flat curvature in the large-α regime, '
+    "indicating that in this regime, weight scaling can still be compensated by an "
+    'appropriate temperature scaling" (biases, residuals, LayerNorm)',
+)
+def joint_flat_large_alpha(pair: PairTables, th: dict) -> list[dict]:
+    """Inhomogeneous variants, joint: spread of the curve over alpha >= regime_alpha."""
+    t = th["flat_spread"]
+    rows = []
+    for variant in INHOMOGENEOUS:
+        curve, why = pair.curve(variant, "joint")
+        if curve is None:
+            rows.append(_untestable(variant, "joint", why, t))
+            continue
+        large, _ = _regime(curve, th)
+        spread, n, nan = _spread(curve, large)
+        if n < 2:
+            reason = f"{n} finite scale(s) with alpha >= {th['regime_alpha']:g}"
+            rows.append(_untestable(variant, "joint", reason, t))
+            continue
+        stat = (
+            f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint scales alpha >= "
+            f"{th['regime_alpha']:g} ({_range(curve.index[large])}; {nan} NaN left out); "
+            "flat if <= threshold"
+        )
+        rows.append(_row(variant, "joint", stat, spread, t, spread <= t))
+    return rows
+
+
+def _small_alpha_departure(curve: pd.Series, th: dict) -> tuple[float, str]:
+    large, small = _regime(curve, th)
+    values = curve.to_numpy(float)
+    ref = values[large][np.isfinite(values[large])]
+    low = values[small][np.isfinite(values[small])]
+    if len(ref) == 0:
+        return math.nan, f"no finite scale with alpha >= {th['regime_alpha']:g} (reference)"
+    if len(low) == 0:
+        return math.nan, f"no finite scale with alpha <= {1 / th['regime_alpha']:g}"
+    level = float(np.median(ref))
+    departure = float(np.max(np.abs(low - level)))
+    stat = (
+        f"max over {len(low)} joint scales alpha <= {1 / th['regime_alpha']:g} of |Tr/‖H‖_F - "
+        f"its large-alpha level {_fmt(level)}| (median over {len(ref)} scales alpha >= "
+        f"{th['regime_alpha']:g}); {int(np.sum(small)) - len(low)} NaN small-alpha scale(s) "
+        "left out; breaks if > threshold"
+    )
+    return departure, stat
+
+
+@_claim(
+    "joint_breaks_small_alpha",
+    '3.1: "However, for small α, this cancellation breaks down. The output behavior no '
+    'longer follows simple scaling rules"',
+)
+def joint_breaks_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+    """Inhomogeneous variants, joint: the small-alpha curve departs from the large-alpha level."""
+    t = th["flat_spread"]
+    rows = []
+    for variant in INHOMOGENEOUS:
+        curve, why = pair.curve(variant, "joint")
+        if curve is None:
+            rows.append(_untestable(variant, "joint", why, t))
+            continue
+        value, stat = _small_alpha_departure(curve, th)
+        if not np.isfinite(value):
+            rows.append(_untestable(variant, "joint", stat, t))
+        else:
+            rows.append(_row(variant, "joint", stat, value, t, value > t))
+    return rows
+
+
+@_claim(
+    "residual_small_alpha_recoverable",
+    '3.1: "the effect of weight scaling can be approximately canceled by scaling the '
+    "temperature as T=α^(L−𝓛), yielding partial symmetry in the curvature (Appendix D). "
+    'This is the only architecture where small-α behavior remains recoverable"',
+)
+def residual_small_alpha_recoverable(pair: PairTables, th: dict) -> list[dict]:
+    """Residual, joint_residual (T = alpha^(L-𝓛)): flat over alpha <= 1/regime_alpha."""
+    t = th["flat_spread"]
+    curve, why = pair.curve("residual", "joint_residual")
+    if curve is None:
+        return [_untestable("residual", "joint_residual", why, t)]
+    _, small = _regime(curve, th)
+    spread, n, nan = _spread(curve, small)
+    if n < 2:
+        reason = f"{n} finite scale(s) with alpha <= {1 / th['regime_alpha']:g}"
+        return [_untestable("residual", "joint_residual", reason, t)]
+    contrast = ""
+    joint, _ = pair.curve("residual", "joint")
+    if joint is not None:
+        j_spread, _, _ = _spread(joint, _regime(joint, th)[1])
+        contrast = f"; under joint (T = alpha^L) the same spread is {_fmt(j_spread)}"
+    stat = (
+        f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint_residual scales alpha <= "
+        f"{1 / th['regime_alpha']:g} ({nan} NaN left out){contrast}; recoverable if <= "
+        "threshold"
+    )
+    return [_row("residual", "joint_residual", stat, spread, t, spread <= t)]
+
+
+@_claim(
+    "layernorm_peak_lower",
+    '3.1: "the curvature in LayerNorm models is much lower"',
+)
+def layernorm_peak_lower(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants, alpha and T: zone peak / homogeneous zone peak < peak_lower_ratio."""
+    t = th["peak_lower_ratio"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        for scaling in ("alpha", "temperature"):
+            z, why = pair.zone_row(variant, scaling)
+            ref, rwhy = pair.zone_row("homogeneous", scaling)
+            if z is None or ref is None:
+                _, cwhy = pair.curvature_rows(variant, scaling)
+                rows.append(_untestable(variant, scaling, cwhy or why or rwhy, t))
+                continue
+            peak, base = float(z["peak_value"]), float(ref["peak_value"])
+            if not (np.isfinite(base) and base > 0):
+                reason = f"homogeneous peak {_fmt(base)} under {scaling} is not positive"
+                rows.append(_untestable(variant, scaling, reason, t))
+                continue
+            ratio = peak / base
+            stat = (
+                f"peak seed-mean Tr(H)/‖H‖_F {_fmt(peak)} divided by the homogeneous peak "
+                f"{_fmt(base)}; much lower if < threshold"
+            )
+            rows.append(_row(variant, scaling, stat, ratio, t, ratio < t))
+    return rows
+
+
+@_claim(
+    "layernorm_goes_negative",
+    '3.1: "the curvature in LayerNorm models is much lower and can become negative outside '
+    'the 0-scaling zone"',
+)
+def layernorm_goes_negative(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants, each curvature scaling: min of the seed-mean curve < negative_max."""
+    t = th["negative_max"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        for scaling in ("alpha", "joint", "temperature"):
+            curve, why = pair.curve(variant, scaling)
+            finite = None if curve is None else curve[np.isfinite(curve.to_numpy(float))]
+            if finite is None or finite.empty:
+                rows.append(_untestable(variant, scaling, why or "no finite scale", t))
+                continue
+            low = float(finite.min())
+            stat = (
+                f"min of seed-mean Tr(H)/‖H‖_F over {len(finite)} finite scales "
+                f"(at {_fmt(float(finite.idxmin()))}); negative if < threshold"
+            )
+            rows.append(_row(variant, scaling, stat, low, t, low < t))
+    return rows
+
+
+# ------------------------------------------------------------------------ appendix E
+
+
+def _kl_curve(pair: PairTables, variant: str) -> tuple[pd.Series | None, str]:
+    if pair.kl is None:
+        return None, "no kl_layernorm table"
+    sub = pair.kl[pair.kl["variant"] == variant]
+    if sub.empty:
+        return None, f"variant '{variant}' not in the kl_layernorm table"
+    return sub.groupby("alpha")["logit_rel_error"].mean().sort_index().astype(float), ""
+
+
+@_claim(
+    "layernorm_linear_output_holds",
+    'App. E: "confirming that the linear scaling relationship holds except when α becomes '
+    'very small" (f_{αθ} = α f_θ)',
+)
+def layernorm_linear_output_holds(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants: relative logit deviation <= linear_rel_tol at alpha >= 1/regime."""
+    t = th["linear_rel_tol"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        curve, why = _kl_curve(pair, variant)
+        if curve is None:
+            rows.append(_untestable(variant, "alpha", why, t))
+            continue
+        bound = 1 / th["regime_alpha"]
+        part = curve[at_least(curve.index, bound)]
+        part = part[np.isfinite(part.to_numpy(float))]
+        if part.empty:
+            rows.append(_untestable(variant, "alpha", f"no finite alpha >= {bound:g}", t))
+            continue
+        worst = float(part.max())
+        stat = (
+            f"max over {len(part)} alphas >= {bound:g} ({_range(part.index)}) of the seed-mean "
+            "‖f_{αθ} - α f_θ‖_F / ‖α f_θ‖_F; holds if <= threshold"
+        )
+        rows.append(_row(variant, "alpha", stat, worst, t, worst <= t))
+    return rows
+
+
+@_claim(
+    "layernorm_linear_output_breaks_small_alpha",
+    'App. E: "when α becomes very small ... the ε term (typically added for numerical '
+    'stability) begins to dominate"; the linear scaling holds "except when α becomes very '
+    'small"',
+)
+def layernorm_linear_output_breaks_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants: relative logit deviation > linear_rel_tol somewhere at small alpha."""
+    t = th["linear_rel_tol"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        curve, why = _kl_curve(pair, variant)
+        if curve is None:
+            rows.append(_untestable(variant, "alpha", why, t))
+            continue
+        bound = 1 / th["regime_alpha"]
+        part = curve[at_most(curve.index, bound)]
+        part = part[np.isfinite(part.to_numpy(float))]
+        if part.empty:
+            rows.append(_untestable(variant, "alpha", f"no finite alpha <= {bound:g}", t))
+            continue
+        worst = float(part.max())
+        above = part[part > t]
+        where = f"largest alpha above it: {_fmt(float(above.index.max()))}" if len(above) else ""
+        stat = (
+            f"max over {len(part)} alphas <= {bound:g} ({_range(part.index)}) of the seed-mean "
+            f"relative logit deviation; breaks if > threshold{'; ' + where if where else ''}"
+        )
+        rows.append(_row(variant, "alpha", stat, worst, t, worst > t))
+    return rows
+
+
+# ----------------------------------------------------------------------- section 3.2
+
+TRAIN_SCALINGS = ("temperature", "alpha")
+ALIGNED_VARIANTS = ("bias", "residual")
+
+
+@_claim(
+    "zone_aligned_with_training",
+    '3.2: "In networks with biases and residual connections, we observe a strong alignment '
+    "between the Goldilocks zone and trainability: both architectures achieve their best "
+    'performance near the temperature-defined curvature peak." Abstract: "both strategies '
+    'identify a Goldilocks zone aligned with better training"',
+)
+def zone_aligned_with_training(pair: PairTables, th: dict) -> list[dict]:
+    """Bias, residual; T and alpha: mean best accuracy inside minus outside the zone."""
+    t = th["align_margin"]
+    rows = []
+    for variant in ALIGNED_VARIANTS:
+        for scaling in TRAIN_SCALINGS:
+            split, why = _zone_split(pair, variant, scaling)
+            if split is None:
+                rows.append(_untestable(variant, scaling, why, t))
+                continue
+            inside, outside, seeds = split
+            diff = float(inside["mean"].mean() - outside["mean"].mean())
+            stat = (
+                f"mean best-over-eta0 final train accuracy inside ({len(inside)} scales: "
+                f"{_fmt(inside['mean'].mean())}) minus outside the zone ({len(outside)} scales: "
+                f"{_fmt(outside['mean'].mean())}); {seeds} training seed(s); aligned if > threshold"
+            )
+            rows.append(_row(variant, scaling, stat, diff, t, diff > t))
+    return rows
+
+
+def _zone_split(pair: PairTables, variant: str, scaling: str):
+    """Best accuracies of the trained scales inside and outside the zone, or the reason."""
+    best, why = pair.best(variant, scaling)
+    if best is None:
+        return None, why
+    best = best[np.isfinite(best["mean"])]
+    inside, why = pair.in_zone(variant, scaling, best["scale"])
+    if inside is None:
+        return None, why
+    n_in, n_out = int(inside.sum()), int((~inside).sum())
+    if n_in == 0 or n_out == 0:
+        return None, f"{n_in} trained scale(s) inside the zone and {n_out} outside"
+    return (best[inside], best[~inside], int(best["seeds"].max())), ""
+
+
+@_claim(
+    "best_training_in_zone",
+    '3.2: "both architectures achieve their best performance near the temperature-defined '
+    'curvature peak" (biases, residuals)',
+)
+def best_training_in_zone(pair: PairTables, th: dict) -> list[dict]:
+    """Bias, residual; T and alpha: best accuracy inside the zone minus best outside."""
+    t = th["best_in_zone_tol"]
+    rows = []
+    for variant in ALIGNED_VARIANTS:
+        for scaling in TRAIN_SCALINGS:
+            split, why = _zone_split(pair, variant, scaling)
+            if split is None:
+                rows.append(_untestable(variant, scaling, why, t))
+                continue
+            inside, outside, seeds = split
+            top_in, top_out = (
+                inside.loc[inside["mean"].idxmax()],
+                outside.loc[outside["mean"].idxmax()],
+            )
+            diff = float(top_in["mean"] - top_out["mean"])
+            stat = (
+                f"highest best-over-eta0 final train accuracy over the {len(inside)} trained "
+                f"scale(s) in the zone ({_fmt(top_in['mean'])} at {_fmt(top_in['scale'])}) minus "
+                f"the highest over the {len(outside)} outside ({_fmt(top_out['mean'])} at "
+                f"{_fmt(top_out['scale'])}); {seeds} training seed(s); best in the zone if "
+                ">= -threshold"
+            )
+            rows.append(_row(variant, scaling, stat, diff, t, diff >= -t))
+    return rows
+
+
+def _rank_rows(pair: PairTables, th: dict, variants, scalings, aligned: bool) -> list[dict]:
+    """Spearman of initial curvature against best accuracy over trained scales."""
+    t = th["rank_corr_min"]
+    rows = []
+    for variant in variants:
+        for scaling in scalings:
+            best, why = pair.best(variant, scaling)
+            if best is None:
+                rows.append(_untestable(variant, scaling, why, t))
+                continue
+            curv, why = pair.curvature_at(variant, scaling, best["scale"])
+            if curv is None:
+                rows.append(_untestable(variant, scaling, why, t))
+                continue
+            rho, n = spearman(curv, best["mean"])
+            if n < th["min_points"]:
+                reason = f"{n} trained scale(s) with finite curvature and accuracy"
+                rows.append(_untestable(variant, scaling, reason, t))
+                continue
+            seeds = sorted({s for d in best["per_seed"] for s in d})
+            spread = ""
+            if len(seeds) >= 2:
+                per_seed = []
+                for seed in seeds:
+                    acc = [d.get(seed, math.nan) for d in best["per_seed"]]
+                    c_seed, _ = pair.curvature_at(variant, scaling, best["scale"], seed=seed)
+                    r, m = spearman(c_seed, acc)
+                    if m >= th["min_points"]:
+                        per_seed.append(r)
+                if per_seed:
+                    spread = (
+                        f"; per training seed {_fmt(min(per_seed))}..{_fmt(max(per_seed))} "
+                        f"({len(per_seed)} seeds)"
+                    )
+            else:
+                spread = "; 1 training seed (no spread)"
+            if aligned:
+                stat = (
+                    f"Spearman rank correlation over {n} trained scales between initial "
+                    "seed-mean Tr(H)/‖H‖_F (nearest curvature scale) and best-over-eta0 final "
+                    f"train accuracy{spread}; aligned if >= threshold"
+                )
+                ok = rho >= t
+            else:
+                stat = (
+                    f"Spearman rank correlation over {n} trained scales between initial "
+                    "seed-mean Tr(H)/‖H‖_F (nearest curvature scale) and best-over-eta0 final "
+                    f"train accuracy{spread}; disconnect if < threshold"
+                )
+                ok = rho < t
+            rows.append(_row(variant, scaling, stat, rho, t, ok))
+    return rows
+
+
+@_claim(
+    "curvature_ranks_training",
+    '3.2: "both architectures achieve their best performance near the temperature-defined '
+    'curvature peak"; 4: "these zones generally align with improved trainability" (biases, '
+    "residuals)",
+)
+def curvature_ranks_training(pair: PairTables, th: dict) -> list[dict]:
+    """Bias, residual; T and alpha: Spearman(initial curvature, best accuracy) >= threshold."""
+    return _rank_rows(pair, th, ALIGNED_VARIANTS, TRAIN_SCALINGS, aligned=True)
+
+
+@_claim(
+    "layernorm_curvature_disconnect",
+    'Abstract: "layer normalization leads to lower or negative curvature, yet stable '
+    'optimization—revealing a disconnect between curvature and trainability"; 4: "its '
+    'predictive power for optimization becomes more illusive"',
+)
+def layernorm_curvature_disconnect(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants, T: Spearman(initial curvature, best accuracy) < rank_corr_min."""
+    return _rank_rows(pair, th, LAYERNORM_FAMILY, ("temperature",), aligned=False)
+
+
+def _slope_above_zone(pair: PairTables, variant: str, th: dict) -> tuple[float, str]:
+    best, why = pair.best(variant, "temperature")
+    if best is None:
+        return math.nan, why
+    z, why = pair.zone_row(variant, "temperature")
+    if z is None:
+        return math.nan, why
+    upper = float(z["upper"])
+    if not np.isfinite(upper):
+        return math.nan, f"no temperature zone for '{variant}'"
+    best = best[np.isfinite(best["mean"])]
+    inside, _ = pair.in_zone(variant, "temperature", best["scale"])
+    logs, log_upper = _log(best["scale"]), math.log10(upper)
+    above = logs > log_upper + LOG_TOL
+    if inside is not None and np.any(inside & ~above):
+        above[np.flatnonzero(inside & ~above).max()] = True  # the zone's last trained T
+    above = best[above]
+    if len(above) < 2:
+        return math.nan, f"{len(above)} trained T from the zone's upper bound {upper:.3g} on"
+    slope = float(np.polyfit(_log(above["scale"]), above["mean"].to_numpy(float), 1)[0])
+    return slope, f"{variant}: {_fmt(slope)} over {len(above)} T in {_range(above['scale'])}"
+
+
+@_claim(
+    "residual_falls_faster",
+    '3.2: "For residual connections, however, we note a sharper decline in trainability as '
+    'temperature increases beyond this zone."',
+)
+def residual_falls_faster(pair: PairTables, th: dict) -> list[dict]:
+    """Slope of best accuracy per decade of T above the zone: residual minus bias < -margin."""
+    t = th["falls_faster_margin"]
+    res, res_stat = _slope_above_zone(pair, "residual", th)
+    bias, bias_stat = _slope_above_zone(pair, "bias", th)
+    if not np.isfinite(res):
+        return [_untestable("residual", "temperature", res_stat, t)]
+    if not np.isfinite(bias):
+        return [_untestable("residual", "temperature", f"bias: {bias_stat}", t)]
+    stat = (
+        "least-squares slope of best-over-eta0 final train accuracy per decade of T, over "
+        "the trained T above each variant's zone upper bound and the last trained T inside "
+        f"the zone, residual minus bias "
+        f"({res_stat}; {bias_stat}); faster if < -threshold"
+    )
+    return [_row("residual", "temperature", stat, res - bias, t, res - bias < -t)]
+
+
+def _pair_best_reference(pair: PairTables, scaling: str) -> float:
+    f = pair.final
+    if f is None:
+        return math.nan
+    sub = f[f["scaling"] == scaling]
+    if sub.empty:
+        return math.nan
+    per_variant = [best_accuracy(g)["mean"].max() for _, g in sub.groupby("variant")]
+    values = [v for v in per_variant if np.isfinite(v)]
+    return float(max(values)) if values else math.nan
+
+
+def _good_fraction(best: pd.DataFrame, level: float) -> tuple[float, int]:
+    finite = best[np.isfinite(best["mean"])]
+    if finite.empty:
+        return math.nan, 0
+    return float(np.mean(finite["mean"] >= level)), len(finite)
+
+
+@_claim(
+    "layernorm_trains_wide_range",
+    '3.2: "Despite weak or even negative excess positive curvature, these models maintain '
+    'stable and high training performance across a wide temperature range."',
+)
+def layernorm_trains_wide_range(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants, T: fraction of trained T whose best accuracy is near the pair's best."""
+    t = th["wide_fraction"]
+    reference = _pair_best_reference(pair, "temperature")
+    level = th["good_acc_rel"] * reference
+    others = []
+    for variant in ("homogeneous", "bias", "residual"):
+        b, _ = pair.best(variant, "temperature")
+        if b is not None:
+            others.append(f"{variant} {_fmt(_good_fraction(b, level)[0])}")
+    contrast = f"; for comparison: {', '.join(others)}" if others else ""
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        best, why = pair.best(variant, "temperature")
+        if best is None or not np.isfinite(reference):
+            rows.append(_untestable(variant, "temperature", why or "no finite accuracy", t))
+            continue
+        fraction, n = _good_fraction(best, level)
+        if n == 0:
+            rows.append(_untestable(variant, "temperature", "no finite best accuracy", t))
+            continue
+        stat = (
+            f"fraction of {n} trained T ({_range(best['scale'])}) whose best-over-eta0 final "
+            f"train accuracy is >= {th['good_acc_rel']:g} x the pair's best {_fmt(reference)} "
+            f"(= {_fmt(level)}){contrast}; wide if >= threshold"
+        )
+        rows.append(_row(variant, "temperature", stat, fraction, t, fraction >= t))
+    return rows
+
+
+# ------------------------------------------------------------------------ appendix H
+
+
+@_claim(
+    "alpha_training_like_temperature",
+    'App. H: "For homogeneous networks, as well as those with biases and residual '
+    "connections, we recover similar trends as previous work [11] and as our experiment "
+    'with softmax temperature scaling."',
+)
+def alpha_training_like_temperature(pair: PairTables, th: dict) -> list[dict]:
+    """Homogeneous, bias, residual: best accuracy at alpha vs at T = alpha^-L, max gap."""
+    t = th["train_match_tol"]
+    rows = []
+    for variant in ("homogeneous", "bias", "residual"):
+        a, why = pair.best(variant, "alpha")
+        temp, twhy = pair.best(variant, "temperature")
+        if a is None or temp is None:
+            rows.append(_untestable(variant, "alpha", why or twhy, t))
+            continue
+        k = pair.exponent(variant)
+        if k is None:
+            rows.append(_untestable(variant, "alpha", "depth L unknown (no curvature rows)", t))
+            continue
+        curve = temp.set_index("scale")["mean"]
+        diffs, exact = [], 0
+        for alpha, value in zip(a["scale"], a["mean"], strict=True):
+            at_t, is_exact = value_at(curve, alpha**-k)
+            if np.isfinite(value) and np.isfinite(at_t):
+                diffs.append(abs(value - at_t))
+                exact += is_exact
+        if len(diffs) < 2:
+            reason = f"{len(diffs)} trained alpha(s) with a trained T = alpha^-{k} in range"
+            rows.append(_untestable(variant, "alpha", reason, t))
+            continue
+        gap = float(max(diffs))
+        stat = (
+            f"max over {len(diffs)} trained alphas of |best acc(alpha) - best acc(T = "
+            f"alpha^-{k})| ({exact} on shared grid values, rest interpolated in log T; mean "
+            f"{_fmt(float(np.mean(diffs)))}); similar if <= threshold"
+        )
+        rows.append(_row(variant, "alpha", stat, gap, t, gap <= t))
+    return rows
+
+
+def _unstable(final: pd.DataFrame, th: dict) -> pd.Series:
+    rise = final["max_loss"] > (1 + th["loss_rise_rel"]) * final["initial_loss"]
+    return final["diverged"].astype(bool) | rise
+
+
+@_claim(
+    "layernorm_alpha_unstable_small_alpha",
+    'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
+    'while they remain stable under large softmax temperatures." (LayerNorm, combined)',
+)
+def layernorm_alpha_unstable_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants: unstable cells at small alpha minus at the matched large T."""
+    t = th["instability_margin"]
+    bound = 1 / th["regime_alpha"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        a, why = pair.final_rows(variant, "alpha")
+        temp, twhy = pair.final_rows(variant, "temperature")
+        if a is None or temp is None:
+            rows.append(_untestable(variant, "alpha", why or twhy, t))
+            continue
+        if "max_loss" not in a:
+            rows.append(_untestable(variant, "alpha", "training table has no train_loss", t))
+            continue
+        small = a[at_most(a["scale"], bound)]
+        grid = sorted(set(temp["scale"]))
+        matched = {s: nearest_grid(grid, 1 / s) for s in sorted(set(small["scale"]))}
+        matched = {s: m for s, m in matched.items() if np.isfinite(m)}
+        small = small[small["scale"].isin(list(matched))]
+        large_t = temp[temp["scale"].isin(set(matched.values()))]
+        if small.empty or large_t.empty:
+            reason = f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range"
+            rows.append(_untestable(variant, "alpha", reason, t))
+            continue
+        frac_a = float(_unstable(small, th).mean())
+        frac_t = float(_unstable(large_t, th).mean())
+        stat = (
+            f"fraction of alpha cells with alpha <= {bound:g} ({len(small)} cells, alphas "
+            f"{_range(small['scale'])}) that diverged or whose train loss rose above "
+            f"(1 + {th['loss_rise_rel']:g}) x its epoch-0 loss ({_fmt(frac_a)}) minus the same "
+            f"fraction of temperature cells at the nearest T = 1/alpha ({len(large_t)} cells: "
+            f"{_fmt(frac_t)}); less stable if > threshold"
+        )
+        rows.append(_row(variant, "alpha", stat, frac_a - frac_t, t, frac_a - frac_t > t))
+    return rows
+
+
+@_claim(
+    "layernorm_alpha_accuracy_drop_small_alpha",
+    'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
+    'while they remain stable under large softmax temperatures."; App. E: "leading to '
+    'vanishing gradients and degraded trainability"',
+)
+def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+    """LayerNorm variants: best accuracy at T = 1/alpha minus at small alpha, largest gap."""
+    t = th["train_match_tol"]
+    bound = 1 / th["regime_alpha"]
+    rows = []
+    for variant in LAYERNORM_FAMILY:
+        a, why = pair.best(variant, "alpha")
+        temp, twhy = pair.best(variant, "temperature")
+        if a is None or temp is None:
+            rows.append(_untestable(variant, "alpha", why or twhy, t))
+            continue
+        curve = temp.set_index("scale")["mean"]
+        small = a[at_most(a["scale"], bound) & np.isfinite(a["mean"])]
+        gaps = []
+        for alpha, value in zip(small["scale"], small["mean"], strict=True):
+            at_t, _ = value_at(curve, 1 / alpha)
+            if np.isfinite(at_t):
+                gaps.append((at_t - value, alpha))
+        if not gaps:
+            reason = f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range"
+            rows.append(_untestable(variant, "alpha", reason, t))
+            continue
+        gap, where = max(gaps)
+        stat = (
+            f"largest deficit over {len(gaps)} trained alphas <= {bound:g} of best-over-eta0 "
+            f"final train accuracy under alpha against temperature at T = 1/alpha "
+            f"(interpolated in log T; largest at alpha = {_fmt(where)}); drop if > threshold"
+        )
+        rows.append(_row(variant, "alpha", stat, gap, t, gap > t))
+    return rows
+
+
+# ------------------------------------------------------------------------ appendix I
+
+
+@_claim(
+    "test_follows_train",
+    'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
+    'training accuracy (Figure 2)."',
+)
+def heldout_follows_train(pair: PairTables, th: dict) -> list[dict]:
+    """Every trained variant and scaling: Spearman of seed-mean final test vs train accuracy."""
+    t = th["test_train_rank_min"]
+    rows = []
+    for variant in VARIANTS:
+        for scaling in TRAIN_SCALINGS:
+            final, why = pair.final_rows(variant, scaling)
+            if final is None:
+                rows.append(_untestable(variant, scaling, why, t))
+                continue
+            if "test_acc" not in final:
+                rows.append(_untestable(variant, scaling, "training table has no test_acc", t))
+                continue
+            cells = final.groupby(["scale", "lr_base"])[["train_acc", "test_acc"]].mean()
+            rho, n = spearman(cells["train_acc"], cells["test_acc"])
+            if n < th["min_points"]:
+                reason = f"{n} (scale, eta0) cell(s) with finite train and test accuracy"
+                rows.append(_untestable(variant, scaling, reason, t))
+                continue
+            stat = (
+                f"Spearman rank correlation over {n} (scale, eta0) cells of seed-mean final "
+                "train and test accuracy; follows if >= threshold"
+            )
+            rows.append(_row(variant, scaling, stat, rho, t, rho >= t))
+    return rows
+
+
+# ---------------------------------------------------------------------------- all
+
+
+def evaluate_claims(
+    curvature: pd.DataFrame | None,
+    zone: pd.DataFrame | None,
+    training: pd.DataFrame | None = None,
+    thresholds: dict | None = None,
+    kl: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every claim of :data:`CLAIMS` on every architecture/dataset pair of the tables.
+
+    Args:
+        curvature: ``results/curvature.parquet``.
+        zone: ``results/goldilocks_zone.parquet``.
+        training: ``results/training.parquet`` (None: training claims not testable).
+        thresholds: overrides of :data:`DEFAULT_THRESHOLDS` (the config's ``claims:``).
+        kl: ``results/kl_layernorm.parquet`` (None: the appendix E claims not testable).
+
+    Returns:
+        The rows of every claim, columns :data:`COLUMNS`, in the order of the paper.
+
+    Raises:
+        ValueError: an unknown or non-numeric threshold, or a table without a required
+            column (one line naming them).
+    """
+    th = resolve_thresholds(thresholds)
+    frames = [
+        fn(curvature=curvature, zone=zone, training=training, kl=kl, thresholds=th)
+        for fn in CLAIMS.values()
+    ]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)
