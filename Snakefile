@@ -1,4 +1,4 @@
-# Goldilocks pipeline: data -> init -> curvature, kl, train -> aggregate -> figures.
+# Goldilocks pipeline: data -> init -> curvature, kl, train -> aggregate -> figures, claims.
 # Table of contents only; the stages live in workflow/rules/, the science in src/.
 from snakemake.utils import min_version
 
@@ -19,6 +19,7 @@ include: "workflow/rules/kl.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

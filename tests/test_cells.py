@@ -70,3 +70,13 @@ def test_identity_columns_and_the_rates():
     assert tuple(joint.identity()) == CURVATURE_IDENTITY
     assert joint.temperature == 1e4  # k = L = 4
     assert joint.description.residual_depth == 2
+
+
+def test_joint_residual_cells_exist_for_residual_only():
+    config = _config()
+    config["variants"] = ["homogeneous", "residual", "combined"]
+    config["curvature"]["scalings"] = ["joint", "joint_residual"]
+    cells = curvature_cells(config)
+    assert {c.variant for c in cells if c.scaling == "joint_residual"} == {"residual"}
+    assert len([c for c in cells if c.scaling == "joint"]) == 3 * 3 * 2
+    assert len([c for c in cells if c.scaling == "joint_residual"]) == 3 * 2

@@ -70,6 +70,12 @@ BAD = [
     ("epochs", 10, "epochs"),  # a training key at the top level
     ("curvature.hvp_method", "forward", "curvature.hvp_method"),
     ("curvature.jvp_method", "reverse", "curvature.jvp_method"),
+    # A subset larger than its split (Fashion-MNIST: 60,000 / 10,000 images).
+    ("training.train_subset", 60_001, "training.train_subset"),
+    ("training.test_subset", 10_001, "training.test_subset"),
+    ("training.scalings", ["joint_residual"], "training.scalings[0]"),
+    ("claims.flat_spread", -0.1, "claims.flat_spread"),
+    ("claims.flat_sprad", 0.1, "claims.flat_sprad"),
 ]
 
 
@@ -95,3 +101,10 @@ def test_paper_config_is_valid():
     merged = copy.deepcopy(BASE)
     merged.update(paper)
     check_config(merged, SCHEMA)
+
+
+def test_claims_defaults_in_the_schema_are_the_modules():
+    from goldilocks.claims import DEFAULT_THRESHOLDS
+
+    config = check_config(copy.deepcopy(BASE), SCHEMA)
+    assert config["claims"] == DEFAULT_THRESHOLDS

@@ -231,3 +231,21 @@ def test_heatmap_ticks_stay_on_the_grid():
         assert len(ticks) <= figures.MAX_TICKS and ticks.min() == 1e-9 and ticks.max() == 1e9
         assert [t.get_text() for t in ax.get_xticklabels()] == ["$10^{-9}$", "$10^{0}$", "$10^{9}$"]
         assert not len(ax.xaxis.get_minorticklocs())
+
+
+def test_joint_residual_is_a_second_joint_curve_in_figure_1_and_its_own_rows_in_figure_6():
+    curvature = curvature_table()
+    extra = curvature[(curvature["scaling"] == "joint") & (curvature["variant"] == "layernorm")]
+    extra = extra.assign(scaling="joint_residual", hessian_trace_ratio=-0.5)
+    both = pd.concat([curvature, extra], ignore_index=True)
+    fig = figures.figure_1(both, goldilocks_zone(both))
+    render(fig)
+    assert len(fig.axes) == 3 * len(VARIANTS)  # no row of its own
+    joint_ln = fig.axes[1 * len(VARIANTS) + 1]  # joint row, layernorm column
+    labels = joint_ln.get_legend_handles_labels()[1]
+    assert len(labels) == 2 and "L-" in labels[1]
+    assert not fig.axes[1 * len(VARIANTS)].get_legend_handles_labels()[1]  # homogeneous: one
+    fig6 = figures.figure_6(both)
+    render(fig6)
+    visible = [ax for ax in fig6.axes if ax.get_visible()]
+    assert len(fig6.axes) == 8 * len(VARIANTS) and len(visible) == 8 * len(VARIANTS) - 2

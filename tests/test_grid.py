@@ -91,3 +91,16 @@ def test_lr_factor_is_alpha_to_the_two_minus_k():
         for variant in ("homogeneous", "bias", "residual", "layernorm", "combined"):
             k = describe(arch, variant).output_exponent
             assert lr_factor("alpha", 0.3, arch, variant) == 0.3 ** (2 - k)
+
+
+def test_joint_residual_uses_the_small_alpha_exponent_and_only_where_defined():
+    from goldilocks.grid import applies
+
+    assert alpha_and_temperature("joint_residual", 10.0, "lenet300100", "residual") == (10.0, 100.0)
+    assert alpha_and_temperature("joint_residual", 10.0, "lenet5", "residual") == (10.0, 1e4)
+    assert applies("joint_residual", describe("resnet4", "residual"))
+    for variant in ("homogeneous", "bias", "layernorm", "combined", "combined_affine"):
+        assert not applies("joint_residual", describe("lenet300100", variant))
+        assert applies("joint", describe("lenet300100", variant))
+    with pytest.raises(ValueError, match="joint_residual needs a skip without LayerNorm"):
+        alpha_and_temperature("joint_residual", 10.0, "lenet300100", "combined")

@@ -158,3 +158,31 @@ def test_scale_params_is_pure(case):
         scaled["head.weight"].norm().item(),
         3 * before.new_tensor(0).item() + 3 * params["head.weight"].norm().item(),
     )
+
+
+def test_joint_residual_is_flat_at_small_alpha():
+    """Residual variant, T = alpha^(L-𝓛) (paper Appendix D): at small alpha the identity
+    path dominates, f = alpha^(L-𝓛) g + O(alpha^L), so the tempered logits f/T and the
+    curvature ratio stop depending on alpha. Tolerances: the relative change of f/T between
+    alpha = 1e-4 and 1e-2 is O(alpha^𝓛) = O(1e-4) (asserted below 1e-3), and Tr/||H||_F
+    moves by less than 1e-3 over the same range. Control: under the plain joint scaling
+    (T = alpha^L) the tempered logits grow as alpha^-𝓛 there."""
+    shape, n, d = CASES["lenet300100"]
+    model = build_model("lenet300100", "residual", shape, 10)
+    params = init_params(model, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (n,), generator=g)
+    proj = sparse_projection(count_params(params), d, torch.Generator().manual_seed(2))
+
+    def at(scaling, scale):
+        a, t = alpha_and_temperature(scaling, scale, "lenet300100", "residual")
+        theta = scale_params(params, a)
+        ratio = matrix_metrics(_matrices(model, theta, x, y, t, proj)["hessian"])["trace_ratio"]
+        return forward(model, theta, x) / t, ratio
+
+    (z4, r4), (z2, r2) = at("joint_residual", 1e-4), at("joint_residual", 1e-2)
+    assert _rel(z2, z4) < 1e-3
+    assert abs(r2 - r4) < 1e-3
+    (zj4, _), (zj2, _) = at("joint", 1e-4), at("joint", 1e-2)
+    assert torch.linalg.norm(zj4) / torch.linalg.norm(zj2) == pytest.approx(1e4, rel=1e-3)

@@ -24,6 +24,7 @@ def test_curvature_row_columns_in_table_order():
         *CURVATURE_IDENTITY,
         "depth",
         "residual_depth",
+        "output_exponent",
         "n_params",
         "loss",
         "hessian_trace_ratio",
@@ -32,6 +33,7 @@ def test_curvature_row_columns_in_table_order():
         "compute_seconds",
     ]
     assert row.loc[0, "temperature"] == 1e4 and row.loc[0, "depth"] == 4
+    assert row.loc[0, "output_exponent"] == 4
 
 
 def test_layer_ratios_are_long():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from goldilocks.models import build_model, forward, init_params
-from goldilocks.scaling import scale_params
+from goldilocks.scaling import alpha_fixed, scale_params
 from goldilocks.variants import (
     ARCHITECTURES,
     DATASET_SHAPES,
@@ -23,7 +23,8 @@ from goldilocks.variants import (
 
 
 def _weight_layers(model) -> list[str]:
-    return [n for n, _ in model.named_parameters() if n.endswith("weight")]
+    kinds = (torch.nn.Linear, torch.nn.Conv2d)
+    return [n for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -41,7 +42,10 @@ def test_depth_table_matches_model_structure(architecture, variant):
 
 
 def _slope(model, params, x, alphas) -> float:
-    norms = [torch.linalg.norm(forward(model, scale_params(params, a), x)).item() for a in alphas]
+    fixed = alpha_fixed(model)  # an affine LayerNorm's gain and shift are not scaled
+    norms = [
+        torch.linalg.norm(forward(model, scale_params(params, a, fixed), x)).item() for a in alphas
+    ]
     return float(np.polyfit(np.log(alphas), np.log(norms), 1)[0])
 
 
@@ -93,8 +97,9 @@ def test_switches_are_read_from_the_registry_by_the_models():
             switches.skip,
             switches.norm,
         )
-        has_biases = any(n.endswith("bias") for n, _ in model.named_parameters())
-        assert has_biases == switches.bias
+        layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+        assert all((m.bias is not None) == switches.bias for m in layers)
+        assert any(".ln." in n for n, _ in model.named_parameters()) == switches.affine
 
 
 def test_small_alpha_exponent_only_for_a_skip_without_layernorm():

@@ -41,6 +41,7 @@ CURVATURE_COLUMNS = [
     *[
         "depth",
         "residual_depth",
+        "output_exponent",
         "n_params",
         "loss",
         "accuracy",
@@ -111,10 +112,12 @@ def finished_run(tmp_path_factory):
 
 def test_tiny_grid_end_to_end(finished_run):
     workdir, proc = finished_run
-    assert jobs_run(proc, "curvature") == 2 * 3 * 3
+    # 2 variants x 3 scalings x 3 scales, and joint_residual for residual only.
+    assert jobs_run(proc, "curvature") == 2 * 3 * 3 + 3
     assert jobs_run(proc, "train") == 2 * 2
     curvature = pd.read_parquet(workdir / "results/curvature.parquet")
-    assert len(curvature) == 18
+    assert len(curvature) == 21
+    assert set(curvature.loc[curvature["scaling"] == "joint_residual", "variant"]) == {"residual"}
     assert set(CURVATURE_COLUMNS) <= set(curvature.columns)
     assert not curvature["nonfinite"].any()
     # |Tr/||H||_F| <= sqrt(d) with d = curvature.subspace_dim = 10.
@@ -131,11 +134,16 @@ def test_tiny_grid_end_to_end(finished_run):
     assert (start["hessian_trace_ratio_x"] - start["hessian_trace_ratio_y"]).abs().max() < 1e-4
     assert training["hessian_trace_ratio"].notna().all()
     zone = pd.read_parquet(workdir / "results/goldilocks_zone.parquet")
-    assert len(zone) == 2 * 3
+    assert len(zone) == 2 * 3 + 1
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
     assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
+    # The claims, every one with a verdict (most not testable on this tiny grid).
+    claims = pd.read_parquet(workdir / "results/claims.parquet")
+    assert set(claims["verdict"]) <= {"supported", "not_supported", "not_testable"}
+    assert "homogeneous_joint_flat" in set(claims["claim"])
+    assert "<table" in (workdir / "results/claims.html").read_text()
     # Every figure the config has data for: no LayerNorm variant (3), no alpha training (4).
-    for n in (1, 2, 5, 6):
+    for n in (1, 2, 5, 6, 7):
         for ext in ("pdf", "png"):
             assert (
                 workdir / f"results/figures/fig{n}_lenet300100_synthetic.{ext}"
@@ -150,9 +158,10 @@ def test_report_has_every_figure_with_its_caption(finished_run, tmp_path):
     snakemake(workdir, "--report", str(report))
     html = report.read_text()
     assert report.stat().st_size > 100_000
-    for n in (1, 2, 5, 6):
+    for n in (1, 2, 5, 6, 7):
         assert f"fig{n}_lenet300100_synthetic.png" in html
         assert f"Figure {n}" in html
+    assert "claims.html" in html
     # Captions are rendered with the run's config: the epochs of tiny.yaml, its pair.
     assert f"after {TINY['training']['epochs']} epochs" in html
     assert "Pairs: lenet300100 on synthetic" in html
@@ -225,7 +234,7 @@ def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tm
     proc = snakemake(copy)
     assert jobs_run(proc, "curvature") == 2  # one new scale x two variants x one seed
     assert jobs_run(proc, "train") == 0 and jobs_run(proc, "init") == 0
-    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 20
+    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 23
 
 
 def test_bad_config_is_one_line_before_any_job(tmp_path):
@@ -237,7 +246,8 @@ def test_bad_config_is_one_line_before_any_job(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "profile" not in ln]
     assert lines == [
         "goldilocks: config key variants[1]: 'batchnorm' is invalid "
-        "('batchnorm' is not one of ['homogeneous', 'bias', 'residual', 'layernorm', 'combined'])"
+        "('batchnorm' is not one of ['homogeneous', 'bias', 'residual', 'layernorm', 'combined', "
+        "'layernorm_affine', 'combined_affine'])"
     ]
     assert not (tmp_path / "results").exists()
 

@@ -14,7 +14,13 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 
-from goldilocks.grid import alpha_and_temperature, canonical_scale, lr_factor, scale_token
+from goldilocks.grid import (
+    alpha_and_temperature,
+    applies,
+    canonical_scale,
+    lr_factor,
+    scale_token,
+)
 from goldilocks.grid import scales_of as _scales_of
 from goldilocks.variants import Description, describe
 
@@ -138,7 +144,7 @@ def _axes(config: Mapping, stage: str) -> Iterator[tuple[str, str, str, str, str
     for arch, data in _pairs(config):
         for variant in config["variants"]:
             description = describe(arch, variant)
-            for scaling in section["scalings"]:
+            for scaling in (s for s in section["scalings"] if applies(s, description)):
                 for scale in _scales_of(section["scales"], scaling, description):
                     yield arch, data, variant, scaling, scale_token(scale)
 

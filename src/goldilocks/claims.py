@@ -374,7 +374,12 @@ class PairTables:
         return int(d.iloc[0]) if len(d) else None
 
     def exponent(self, variant: str) -> int | None:
-        """k: 1 for the LayerNorm variants, else L (from the curvature table)."""
+        """k: the curvature table's ``output_exponent`` column; in tables without it, 1
+        for the LayerNorm variants and L otherwise."""
+        c = self.curvature
+        if c is not None and "output_exponent" in c:
+            k = c.loc[c["variant"] == variant, "output_exponent"].dropna()
+            return int(k.iloc[0]) if len(k) else None
         return 1 if variant in LAYERNORM_FAMILY else self.depth(variant)
 
     def zone_row(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
@@ -1360,3 +1365,28 @@ def evaluate_claims(
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+VERDICT_COLOURS = {SUPPORTED: "#d8f0d8", NOT_SUPPORTED: "#f6d5d5", NOT_TESTABLE: "#eeeeee"}
+
+
+def claims_html(claims: pd.DataFrame) -> str:
+    """The claims table as a self-contained HTML page (for ``snakemake --report``): a
+    count per verdict, then one row per claim and place, coloured by its verdict."""
+    counts = claims["verdict"].value_counts().reindex(list(VERDICTS), fill_value=0)
+    summary = ", ".join(f"{n} {verdict.replace('_', ' ')}" for verdict, n in counts.items())
+    shown = claims.drop(columns=["paper_text"]).assign(
+        value=claims["value"].map(lambda v: f"{v:.4g}" if pd.notna(v) else ""),
+        threshold=claims["threshold"].map(lambda v: f"{v:.4g}" if pd.notna(v) else ""),
+    )
+    rows = shown.style.hide(axis="index").apply(
+        lambda row: [f"background-color: {VERDICT_COLOURS[row['verdict']]}"] * len(row), axis=1
+    )
+    texts = claims.drop_duplicates("claim")[["claim", "paper_text"]]
+    quotes = "".join(f"<li><b>{c}</b>: {t}</li>" for c, t in texts.itertuples(index=False))
+    return (
+        "<html><head><meta charset='utf-8'><style>body{font-family:sans-serif;font-size:12px}"
+        "td,th{padding:2px 6px;text-align:left;vertical-align:top}</style></head><body>"
+        f"<h3>The paper's claims on this run: {summary}</h3>{rows.to_html()}"
+        f"<h4>What each claim tests (the paper's words)</h4><ul>{quotes}</ul></body></html>"
+    )

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from goldilocks.variants import PAPER_PAIRS, depth
+from goldilocks.variants import DATASET_SIZES, PAPER_PAIRS, depth
 
 #: Largest |exponent| of a scale 10^e (times L with times_depth): float64 ends at 1.8e308.
 MAX_EXPONENT = 300
@@ -82,7 +82,7 @@ def _check_finite(node, path=()) -> None:
         raise ConfigError(f"config key {_key(path)}: {node!r} is not a finite number")
 
 
-def _check_semantics(config: Mapping) -> None:
+def _check_pairs(config: Mapping) -> None:
     for i, pair in enumerate(config["pairs"]):
         combo = (pair["architecture"], pair["dataset"])
         if pair["dataset"] != "synthetic" and combo not in PAPER_PAIRS:
@@ -91,34 +91,32 @@ def _check_semantics(config: Mapping) -> None:
                 f"config key pairs[{i}]: {combo[0]}/{combo[1]} is not a known pair "
                 f"(known: {known}, or any architecture with synthetic)"
             )
-    for stage in ("curvature", "training"):
-        for name, grid in config[stage]["scales"].items():
-            if grid["log10_min"] > grid["log10_max"]:
-                raise ConfigError(
-                    f"config key {stage}.scales.{name}: log10_min {grid['log10_min']} "
-                    f"exceeds log10_max {grid['log10_max']}"
-                )
-            factor = max(
-                (
-                    depth(p["architecture"], v).depth
-                    for p in config["pairs"]
-                    for v in config["variants"]
-                )
-                if grid.get("times_depth")
-                else [1]
+
+
+def _check_grid(config: Mapping, key: str, grid: Mapping) -> None:
+    """One scale grid spec: ordered, non-empty, inside the float range (times L)."""
+    if grid["log10_min"] > grid["log10_max"]:
+        raise ConfigError(
+            f"config key {key}: log10_min {grid['log10_min']} exceeds log10_max {grid['log10_max']}"
+        )
+    depths = [
+        depth(p["architecture"], v).depth for p in config["pairs"] for v in config["variants"]
+    ]
+    factor = max(depths) if grid.get("times_depth") else 1
+    for end in ("log10_min", "log10_max"):
+        if abs(grid[end] * factor) > MAX_EXPONENT:
+            raise ConfigError(
+                f"config key {key}.{end}: {grid[end]} gives 10^{grid[end] * factor:g} (times "
+                f"L = {factor}), outside the float range (|exponent| <= {MAX_EXPONENT})"
             )
-            for end in ("log10_min", "log10_max"):
-                if abs(grid[end] * factor) > MAX_EXPONENT:
-                    raise ConfigError(
-                        f"config key {stage}.scales.{name}.{end}: {grid[end]} gives 10^"
-                        f"{grid[end] * factor:g} (times L = {factor}), outside the float "
-                        f"range (|exponent| <= {MAX_EXPONENT})"
-                    )
-            if grid["num"] > 1 and grid["log10_min"] == grid["log10_max"]:
-                raise ConfigError(
-                    f"config key {stage}.scales.{name}: num {grid['num']} points on an "
-                    f"empty range [{grid['log10_min']}, {grid['log10_max']}]"
-                )
+    if grid["num"] > 1 and grid["log10_min"] == grid["log10_max"]:
+        raise ConfigError(
+            f"config key {key}: num {grid['num']} points on an empty range "
+            f"[{grid['log10_min']}, {grid['log10_max']}]"
+        )
+
+
+def _check_training(config: Mapping) -> None:
     tr = config["training"]
     if tr["log_every"] > max(tr["epochs"], 1):
         raise ConfigError(
@@ -131,6 +129,22 @@ def _check_semantics(config: Mapping) -> None:
             f"config key training.curvature_every: {every} is not a multiple of "
             f"training.log_every {tr['log_every']}"
         )
+    for key, split in (("train_subset", 0), ("test_subset", 1)):
+        for dataset in sorted({p["dataset"] for p in config["pairs"]}):
+            size = DATASET_SIZES[dataset][split]
+            if tr.get(key) and tr[key] > size:
+                raise ConfigError(
+                    f"config key training.{key}: {tr[key]} exceeds the {size} images of "
+                    f"{dataset}'s {('training', 'test')[split]} split"
+                )
+
+
+def _check_semantics(config: Mapping) -> None:
+    _check_pairs(config)
+    for stage in ("curvature", "training"):
+        for name, grid in config[stage]["scales"].items():
+            _check_grid(config, f"{stage}.scales.{name}", grid)
+    _check_training(config)
     for mirror in config["data"]["mirrors"]:
         if mirror not in DEFAULT_MIRRORS and not Path(mirror).is_dir():
             raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")

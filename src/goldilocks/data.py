@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from goldilocks.variants import DATASET_SHAPES, DATASETS, check_choice
+from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES, DATASETS, check_choice
 
 FMNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -35,7 +35,7 @@ FMNIST_FILES = (
 )
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR_FOLDER = "cifar-10-batches-py"
-SYNTHETIC_SIZES = (1024, 512)
+SYNTHETIC_SIZES = DATASET_SIZES["synthetic"]
 #: Test hook: ``module:Class`` of a ``torchvision.datasets.CIFAR10`` subclass the data
 #: job reads CIFAR-10 with (the tests' miniature archives need the md5 checks off; see
 #: ``tests/cifar_mini.py``). Unset in normal use: torchvision's own class runs.

@@ -49,9 +49,17 @@ from goldilocks.variants import variant_names
 ROW_LABELS = {
     "alpha": r"weight scale $\alpha$",
     "joint": r"joint: $\alpha$, $T=\alpha^k$",
+    "joint_residual": r"joint: $\alpha$, $T=\alpha^{L-\mathcal{L}}$",
     "temperature": r"temperature $T$",
 }
-AXIS_SYMBOL = {"alpha": r"$\alpha$", "joint": r"$\alpha$", "temperature": r"$T$"}
+AXIS_SYMBOL = {
+    "alpha": r"$\alpha$",
+    "joint": r"$\alpha$",
+    "joint_residual": r"$\alpha$",
+    "temperature": r"$T$",
+}
+#: The joint curve with the small-alpha exponent L - 𝓛, drawn in the joint row of figure 1.
+SECOND_JOINT = {"joint": "joint_residual"}
 ACCURACY_LABELS = {"train_acc": "final train accuracy", "test_acc": "final test accuracy"}
 MATRICES = {"hessian": "Hessian $H$", "gterm": "G-term", "hterm": "H-term"}
 WIDTH = 7.2  # inches: the full text width of a two-column paper
@@ -180,11 +188,24 @@ def _threshold(zone: pd.DataFrame | None) -> str:
     return f"{zone['threshold'].iloc[0]:g}"
 
 
+def _curve_panel(ax, sub: pd.DataFrame, zone, scaling: str, label=None, color=None) -> None:
+    """One figure-1 curve: seed-mean Tr(H)/‖H‖_F with its band and its zone shaded."""
+    curve_with_band(ax, sub, "hessian_trace_ratio", label, color)
+    ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
+    z = _zone_row(zone, sub, sub["variant"].iloc[0], scaling)
+    if z is not None:
+        ax.axvspan(*_zone_span(z, sub["scale"]), color=color or "gold", alpha=0.3, lw=0)
+        for bound in (z["lower"], z["upper"]):
+            ax.axvline(bound, color=color or "darkgoldenrod", ls="--", lw=0.8)
+
+
 @_styled("whitegrid")
 def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figure:
     """Tr/||H||_F against the scale: rows alpha / joint / temperature, columns variants.
 
-    With ``zone`` (``results/goldilocks_zone.parquet``) the Goldilocks zone is shaded.
+    With ``zone`` (``results/goldilocks_zone.parquet``) the Goldilocks zone is shaded. A
+    variant with ``joint_residual`` cells (T = alpha^(L-𝓛), paper Appendix D) gets that
+    curve as a second one in its joint panel.
     """
     rows = [s for s in ("alpha", "joint", "temperature") if s in set(curvature["scaling"])]
     cols = _variants(curvature)
@@ -192,20 +213,21 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
     for i, scaling in enumerate(rows):
         for j, variant in enumerate(cols):
             ax = axes[i, j]
-            sub = curvature[(curvature["scaling"] == scaling) & (curvature["variant"] == variant)]
+            of_variant = curvature[curvature["variant"] == variant]
+            sub = of_variant[of_variant["scaling"] == scaling]
+            second = of_variant[of_variant["scaling"] == SECOND_JOINT.get(scaling, "")]
             if len(sub):
-                curve_with_band(ax, sub, "hessian_trace_ratio")
-                ax.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
-                z = _zone_row(zone, sub, variant, scaling)
-                if z is not None:
-                    ax.axvspan(*_zone_span(z, sub["scale"]), color="gold", alpha=0.3, lw=0)
-                    for bound in (z["lower"], z["upper"]):
-                        ax.axvline(bound, color="darkgoldenrod", ls="--", lw=0.8)
+                label = r"$T=\alpha^k$" if len(second) else None
+                _curve_panel(ax, sub, zone, scaling, label, "C0" if len(second) else None)
+            if len(second):
+                label = r"$T=\alpha^{L-\mathcal{L}}$"
+                _curve_panel(ax, second, zone, SECOND_JOINT[scaling], label, "C3")
+                ax.legend(loc="best")
             ax.axhline(0, color="0.4", lw=0.6)
             if i == 0:
                 ax.set_title(variant)
             if j == 0:
-                ax.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$(H)/\|H\|_F$")
+                ax.set_ylabel(f"{ROW_LABELS[scaling]}\n{TRACE_RATIO}")
     shaded = f"; dashed, shaded: zone, >= {_threshold(zone)} x peak" if zone is not None else ""
     fig.suptitle(
         f"{TRACE_RATIO} at initialisation, {_title(curvature)} "
@@ -422,10 +444,12 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
 
     Args:
         curvature: ``results/curvature.parquet`` rows (one pair).
-        scalings: which scalings to show (default: those present, alpha, joint, temperature).
+        scalings: which scalings to show (default: those present, alpha, joint,
+            joint_residual, temperature; joint_residual panels exist for residual only).
     """
     present = set(curvature["scaling"])
-    rows = [s for s in (scalings or ("alpha", "joint", "temperature")) if s in present]
+    order = ("alpha", "joint", "joint_residual", "temperature")
+    rows = [s for s in (scalings or order) if s in present]
     cols = _variants(curvature)
     fig, axes = _figure(2 * len(rows), len(cols), extra_height=0.8)
     colors = dict(zip(MATRICES, sns.color_palette("deep", 3), strict=True))
@@ -451,6 +475,9 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
             bottom.set_yscale("log")
             if not sub.empty:
                 bottom.set_xlabel(_range_label(AXIS_SYMBOL[scaling], sub["scale"]))
+            elif scaling == "joint_residual":  # defined for the residual variant only
+                top.set_visible(False)
+                bottom.set_visible(False)
             if i == 0:
                 top.set_title(variant)
             if j == 0:

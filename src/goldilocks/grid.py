@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from goldilocks.variants import Description, describe
 
-SCALINGS: tuple[str, ...] = ("alpha", "temperature", "joint")
+SCALINGS: tuple[str, ...] = ("alpha", "temperature", "joint", "joint_residual")
 TRAINING_SCALINGS: tuple[str, ...] = ("alpha", "temperature")
 ALPHA_LR_RULES: tuple[str, ...] = ("paper", "residual_small_alpha")
 
@@ -50,11 +50,18 @@ def log_grid(spec: Mapping, depth_: int) -> list[float]:
     return sorted({canonical_scale(v) for v in values})
 
 
+def applies(scaling: str, description: Description) -> bool:
+    """Whether ``scaling`` is defined for a variant: ``joint_residual`` only where a skip
+    without LayerNorm gives a small-alpha exponent ``L - 𝓛`` (the ``residual`` variant);
+    the others for every variant."""
+    return scaling != "joint_residual" or description.small_alpha_exponent is not None
+
+
 def scale_spec(scales: Mapping, scaling: str, description: Description) -> Mapping:
     """The grid spec that ``scaling`` uses for a variant.
 
-    ``alpha`` and ``joint`` sweep alpha; a variant whose logits move only linearly with
-    alpha (``k = 1``) uses ``alpha_linear``, the wider range.
+    ``alpha``, ``joint`` and ``joint_residual`` sweep alpha; a variant whose logits move
+    only linearly with alpha (``k = 1``) uses ``alpha_linear``, the wider range.
     """
     if scaling == "temperature":
         return scales["temperature"]
@@ -81,15 +88,25 @@ def alpha_and_temperature(
 
     ``alpha``: weights times ``scale``, ``T = 1``; ``temperature``: ``alpha = 1``,
     ``T = scale``; ``joint``: ``alpha = scale`` and ``T = scale^k`` with the output
-    exponent ``k``, cancelling the output scaling at large alpha. ``T = inf`` where
-    ``scale^k`` overflows a float (e.g. ``alpha = 1e120``, ``k = 3``).
+    exponent ``k``, cancelling the output scaling at large alpha; ``joint_residual``:
+    ``T = scale^(L-𝓛)``, cancelling it at small alpha where the identity path of a skip
+    dominates (paper Appendix D; only where :func:`applies`). ``T = inf`` where the power
+    overflows a float (e.g. ``alpha = 1e120``, ``k = 3``).
     """
     if scaling == "alpha":
         return scale, 1.0
     if scaling == "temperature":
         return 1.0, scale
+    d = describe(architecture, variant)
     if scaling == "joint":
-        return scale, _power(scale, describe(architecture, variant).output_exponent)
+        return scale, _power(scale, d.output_exponent)
+    if scaling == "joint_residual":
+        if d.small_alpha_exponent is None:
+            raise ValueError(
+                f"scaling: joint_residual needs a skip without LayerNorm; {architecture}/"
+                f"{variant} has no small-alpha exponent L - 𝓛"
+            )
+        return scale, _power(scale, d.small_alpha_exponent)
     raise ValueError(f"scaling: unknown value {scaling!r}")
 
 

@@ -22,7 +22,7 @@ from goldilocks.curvature import Problem, Projection, sparse_projection
 from goldilocks.io import load_tensors, save_tensors, stale
 from goldilocks.models import build_model, count_params, init_params
 from goldilocks.runtime import generator
-from goldilocks.scaling import scale_params
+from goldilocks.scaling import alpha_fixed, scale_params
 from goldilocks.variants import DATASET_SHAPES
 
 #: Version of the init file's contents; files written before it was recorded are 1.
@@ -129,11 +129,13 @@ def problem(
     dtype: torch.dtype,
 ) -> Problem:
     """A cell's curvature problem: its model, ``alpha * theta``, the batch and ``R``, on
-    ``device`` in ``dtype`` (the parameters are cast first, then scaled)."""
+    ``device`` in ``dtype`` (the parameters are cast first, then scaled; an affine
+    LayerNorm's gain and shift are not scaled, :func:`goldilocks.scaling.alpha_fixed`)."""
     theta = {k: v.to(device=device, dtype=dtype) for k, v in state.params.items()}
+    model = model_of(architecture, dataset, variant)
     return Problem(
-        model=model_of(architecture, dataset, variant),
-        params=scale_params(theta, alpha),
+        model=model,
+        params=scale_params(theta, alpha, alpha_fixed(model)),
         x=state.batch_x.to(device=device, dtype=dtype),
         y=state.batch_y.to(device),
         temperature=temperature,

@@ -37,24 +37,60 @@ def _norm(x: Tensor, enabled: bool) -> Tensor:
     return F.layer_norm(x, x.shape[1:], eps=LN_EPS) if enabled else x
 
 
+class Affine(nn.Module):
+    """The gain and shift of an affine LayerNorm: ``gamma * x + beta``, per feature (per
+    channel for conv maps, as ``torch.nn.GroupNorm(1, C)``); ``gamma = 1`` and
+    ``beta = 0`` at initialisation (:func:`init_params`).
+
+    ``alpha_fixed``: alpha scaling leaves these parameters alone
+    (:func:`goldilocks.scaling.alpha_fixed`), so the hidden activations stay invariant to
+    alpha and the logits scale as alpha^1 (scaling them too would give alpha^2).
+    """
+
+    alpha_fixed = True
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(features))
+        self.bias = nn.Parameter(torch.empty(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)  # features on dim 1
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
 class _Net(nn.Module):
-    """Shared construction: variant switches and the residual flag."""
+    """Shared construction: the variant's switches (bias, skip, LayerNorm, affine)."""
 
     def __init__(self, variant: str) -> None:
         super().__init__()
         self.variant = variant
         switches = properties(variant)
         self.has_bias, self.has_skip, self.has_norm = switches.bias, switches.skip, switches.norm
+        self.has_affine = switches.affine
 
-    def _linear(self, n_in: int, n_out: int) -> nn.Linear:
-        return nn.Linear(n_in, n_out, bias=self.has_bias)
+    def _normed(self, layer: nn.Module, features: int, normed: bool) -> nn.Module:
+        """Give a weight layer followed by an affine LayerNorm its gain and shift (``.ln``)."""
+        if normed and self.has_affine:
+            layer.ln = Affine(features)
+        return layer
+
+    def _linear(self, n_in: int, n_out: int, normed: bool = True) -> nn.Linear:
+        """A linear layer; ``normed``: LayerNorm follows it in the LayerNorm variants."""
+        return self._normed(nn.Linear(n_in, n_out, bias=self.has_bias), n_out, normed)
 
     def _conv(self, c_in: int, c_out: int, kernel: int, padding: int = 0) -> nn.Conv2d:
-        return nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=self.has_bias)
+        conv = nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=self.has_bias)
+        return self._normed(conv, c_out, True)
+
+    def _norm(self, layer: nn.Module, x: Tensor) -> Tensor:
+        """The LayerNorm that follows ``layer`` (with its affine part), if the variant has one."""
+        x = _norm(x, self.has_norm)
+        return layer.ln(x) if self.has_affine else x
 
     def _layer(self, layer: nn.Module, x: Tensor) -> Tensor:
         """Weight layer, LayerNorm (if any), ReLU."""
-        return F.relu(_norm(layer(x), self.has_norm))
+        return F.relu(self._norm(layer, layer(x)))
 
     def _dense_tail(self, n_in: int, wide: int, narrow: int, num_classes: int) -> None:
         """The LeNets' fully connected tail: ``in -> wide -> narrow -> K``; with a skip,
@@ -64,10 +100,10 @@ class _Net(nn.Module):
         if self.has_skip:
             self.block1 = self._linear(wide, narrow)
             self.block2 = self._linear(narrow, wide)
-            self.head = self._linear(wide, num_classes)
+            self.head = self._linear(wide, num_classes, normed=False)
         else:
             self.fc2 = self._linear(wide, narrow)
-            self.head = self._linear(narrow, num_classes)
+            self.head = self._linear(narrow, num_classes, normed=False)
 
     def _tail(self, h: Tensor) -> Tensor:
         """The dense tail's forward pass: ``(N, in) -> (N, K)``."""
@@ -80,7 +116,7 @@ class _Net(nn.Module):
 
     def _branch(self, first: nn.Module, second: nn.Module, x: Tensor) -> Tensor:
         """``x + LN(W2 relu(LN(W1 x)))``; without skip ``LN(W2 relu(LN(W1 x)))``."""
-        out = _norm(second(self._layer(first, x)), self.has_norm)
+        out = self._norm(second, second(self._layer(first, x)))
         return x + out if self.has_skip else out
 
 
@@ -152,7 +188,7 @@ class ResNet4(_Net):
         self.stem = self._conv(in_shape[0], width, 3, padding=1)
         self.block1 = self._conv(width, width, 3, padding=1)
         self.block2 = self._conv(width, width, 3, padding=1)
-        self.head = self._linear(width, num_classes)
+        self.head = self._linear(width, num_classes, normed=False)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self._layer(self.stem, x)  # (N, 16, H, W)
@@ -189,22 +225,27 @@ def build_model(
 def init_params(
     model: nn.Module, generator: torch.Generator, dtype: torch.dtype = torch.float64
 ) -> dict[str, Tensor]:
-    """Fresh initial parameters: Kaiming-normal weights, ``U[-0.1, 0.1]`` biases.
+    """Fresh initial parameters: Kaiming-normal weights, ``U[-0.1, 0.1]`` biases, and
+    ``gamma = 1``, ``beta = 0`` for an affine LayerNorm (:class:`Affine`, no draw).
 
     Drawn in the module's parameter order from ``generator`` alone, so the same seed gives
-    the same parameters in every process and at every dtype (drawn in float64, then cast).
+    the same parameters in every process and at every dtype (drawn in float64, then cast);
+    a variant with affine LayerNorm draws the same weights as the one without.
     """
     params = {}
-    for name, p in model.named_parameters():
-        if name.endswith("bias"):
-            value = (
-                torch.rand(p.shape, generator=generator, dtype=torch.float64) * 2 - 1
-            ) * BIAS_RANGE
-        else:
-            fan_in = math.prod(p.shape[1:])
-            std = math.sqrt(2.0 / fan_in)
-            value = torch.randn(p.shape, generator=generator, dtype=torch.float64) * std
-        params[name] = value.to(dtype)
+    for module_name, module in model.named_modules():
+        for short, p in module.named_parameters(recurse=False):
+            name = f"{module_name}.{short}" if module_name else short
+            if isinstance(module, Affine):
+                value = torch.full(p.shape, 1.0 if short == "weight" else 0.0, dtype=torch.float64)
+            elif short == "bias":
+                value = torch.rand(p.shape, generator=generator, dtype=torch.float64)
+                value = (value * 2 - 1) * BIAS_RANGE
+            else:
+                fan_in = math.prod(p.shape[1:])
+                std = math.sqrt(2.0 / fan_in)
+                value = torch.randn(p.shape, generator=generator, dtype=torch.float64) * std
+            params[name] = value.to(dtype)
     return params
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from goldilocks.models import forward
-from goldilocks.scaling import scale_params
+from goldilocks.scaling import alpha_fixed, scale_params
 
 COLUMNS = ["alpha", "kl", "kl_max", "logit_rel_error"]
 
@@ -49,7 +49,7 @@ def scaled_output_kl(
     theta = {k: v.to(torch.float64) for k, v in params.items()}
     x = x.to(torch.float64)
     expected = alpha * forward(model, theta, x)  # (N, K)
-    actual = forward(model, scale_params(theta, alpha), x)  # (N, K)
+    actual = forward(model, scale_params(theta, alpha, alpha_fixed(model)), x)  # (N, K)
     log_p, log_q = F.log_softmax(expected, dim=1), F.log_softmax(actual, dim=1)
     per_sample = (log_p.exp() * (log_p - log_q)).sum(dim=1).clamp_min(0.0)  # (N,)
     return {

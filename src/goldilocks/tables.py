@@ -31,7 +31,8 @@ def curvature_row(
     device: str,
     seconds: float,
 ) -> pd.DataFrame:
-    """One curvature cell's row: identity, ``depth``, ``residual_depth``, ``n_params``,
+    """One curvature cell's row: identity, ``depth``, ``residual_depth``,
+    ``output_exponent`` (k), ``n_params``,
     the metrics of :func:`goldilocks.curvature.measure`, ``dtype``, ``device`` and
     ``compute_seconds``."""
     d = cell.description
@@ -39,6 +40,7 @@ def curvature_row(
         **cell.identity(),
         "depth": d.depth,
         "residual_depth": d.residual_depth,
+        "output_exponent": d.output_exponent,
         "n_params": n_params,
         **metrics,
         "dtype": dtype,

@@ -32,14 +32,17 @@ class Variant:
         name: the identifier used in config, paths and tables.
         bias: every weight layer has a bias, drawn from ``U[-0.1, 0.1]``.
         skip: identity skips around residual branches, ``y = x + W2 relu(W1 x)``.
-        norm: LayerNorm (no affine parameters) on the pre-activation of every weight layer
-            but the head, and on a residual branch's output before the add.
+        norm: LayerNorm on the pre-activation of every weight layer but the head, and on a
+            residual branch's output before the add.
+        affine: the LayerNorm has a gain and a shift (gamma = 1, beta = 0 at
+            initialisation; alpha does not scale them); without, it has none.
     """
 
     name: str
     bias: bool = False
     skip: bool = False
     norm: bool = False
+    affine: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ _BUILTIN_VARIANTS = (
     Variant("residual", skip=True),
     Variant("layernorm", norm=True),
     Variant("combined", bias=True, skip=True, norm=True),
+    Variant("layernorm_affine", norm=True, affine=True),
+    Variant("combined_affine", bias=True, skip=True, norm=True, affine=True),
 )
 _BUILTIN_ARCHITECTURES = (
     Architecture("lenet300100", depth=3, skip_adds=1),
@@ -114,7 +119,8 @@ _BUILTIN_ARCHITECTURES = (
     Architecture("resnet4", depth=4, skip_adds=0, convolutional=True),
 )
 
-#: Names of the built-in architectures and variants, in the paper's order.
+#: Names of the built-in architectures and variants, in the paper's order (then the
+#: LayerNorm variants with gain and shift, beyond the paper's derivation).
 ARCHITECTURES: tuple[str, ...] = tuple(a.name for a in _BUILTIN_ARCHITECTURES)
 VARIANTS: tuple[str, ...] = tuple(v.name for v in _BUILTIN_VARIANTS)
 
@@ -124,6 +130,12 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "fmnist": ((1, 28, 28), 10),
     "cifar10": ((3, 32, 32), 10),
     "synthetic": ((1, 28, 28), 10),
+}
+#: Sizes of the training and test splits of every dataset.
+DATASET_SIZES: dict[str, tuple[int, int]] = {
+    "fmnist": (60_000, 10_000),
+    "cifar10": (50_000, 10_000),
+    "synthetic": (1024, 512),
 }
 #: The architecture/dataset pairs of the paper; ``synthetic`` goes with every architecture.
 PAPER_PAIRS: tuple[tuple[str, str], ...] = (

@@ -41,7 +41,7 @@ KL_CELLS = [
 ]
 # Per figure: the tables it is drawn from (kind: scalings; None = every configured one),
 # and what the config must have for the figure to have data.
-FIGURES = (1, 2, 3, 4, 5, 6)
+FIGURES = (1, 2, 3, 4, 5, 6, 7)
 FIGURE_INPUTS = {
     1: {"curvature": None, "zone": None},
     2: {"training": ["temperature"], "zone": ["temperature"]},
@@ -49,6 +49,7 @@ FIGURE_INPUTS = {
     4: {"training": ["alpha"], "zone": ["alpha"]},
     5: {"training": ["temperature"], "zone": ["temperature"]},
     6: {"curvature": None},
+    7: {"curvature": None, "training": None, "zone": None},
 }
 TRAINED = "in training.scalings (and training.enabled: true)"
 FIGURE_NEEDS = {
@@ -56,6 +57,7 @@ FIGURE_NEEDS = {
     3: ("'layernorm' or 'combined' in variants", bool(KL_CELLS)),
     4: (f"'alpha' {TRAINED}", "alpha" in SCALINGS_OF["training"]),
     5: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
+    7: (f"training.enabled: true and a scaling {TRAINED}", TRAINING),
 }
 
 wildcard_constraints:
@@ -66,7 +68,7 @@ wildcard_constraints:
     scale=r"[0-9][0-9.e+-]*",
     lr_base=r"[0-9][0-9.e+-]*",
     seed=r"\d+",
-    n=r"[1-6]",
+    n=r"[1-7]",
 
 
 def job(name):
@@ -177,9 +179,25 @@ def checkpoint_file(wildcards):
     return CHECKPOINT_PATTERN.format(**dict(wildcards.items()))
 
 
+def claims_inputs(wildcards):
+    """The tables the claims are evaluated on, by name (training and kl when the config
+    produces them)."""
+    tables = {"curvature": rules.tables.output.curvature, "zone": rules.tables.output.zone}
+    if TRAINING:
+        tables["training"] = rules.tables.output.training
+    if KL_CELLS:
+        tables["kl"] = rules.tables.output.kl
+    return tables
+
+
 def final_targets():
-    """The default targets: the tables and every figure the config has data for."""
-    targets = ["results/curvature.parquet", "results/goldilocks_zone.parquet"]
+    """The default targets: the tables, the claims and every figure the config has data for."""
+    targets = [
+        "results/curvature.parquet",
+        "results/goldilocks_zone.parquet",
+        "results/claims.parquet",
+        "results/claims.html",
+    ]
     if TRAINING:
         targets.append("results/training.parquet")
     if KL_CELLS:
