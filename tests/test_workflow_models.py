@@ -4,11 +4,13 @@ into the run's folder, the tiny synthetic grid end to end, and its one-line fail
 from __future__ import annotations
 
 import copy
+import re
 
 import pandas as pd
 import pytest
 import torch
-from test_workflow import CURVATURE_COLUMNS, TINY, jobs_run, snakemake, write_config
+import yaml
+from test_workflow import CURVATURE_COLUMNS, ROOT, TINY, jobs_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -149,3 +151,39 @@ def test_a_factory_that_does_not_import_fails_its_job_with_one_line(tmp_path):
         "models factory 'usermodels:build': module 'usermodels' does not import "
         "(ModuleNotFoundError: No module named 'usermodels_missing_dependency')",
     )
+
+
+def _readme_example() -> tuple[str, dict]:
+    """The model file and the config lines of the README's "Your own model"."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Your own model\n", 1)[1].split("\n## ", 1)[0]
+    blocks = dict(re.findall(r"```(python|yaml)\n(.*?)```", section, re.S))
+    return blocks["python"], yaml.safe_load(blocks["yaml"])
+
+
+def test_the_readme_example_runs(tmp_path):
+    """The README's model and config lines, as a user copies them: the quick default's
+    job graph, and (on synthetic data, no download) the init stage, whose measured k must
+    match the README's declarations, and one curvature cell."""
+    module, lines = _readme_example()
+    (tmp_path / "mymodels.py").write_text(module)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config.update(lines)
+    write_config(tmp_path, config)
+    dry = snakemake(tmp_path, "-n")
+    # 3 variants x 3 scalings x 9 scales x 2 seeds
+    assert re.search(r"^curvature +162$", dry.stdout, re.M), dry.stdout[-1500:]
+    config = copy.deepcopy(TINY)
+    config.update(lines)
+    config["pairs"] = [{"architecture": "mymlp", "dataset": "synthetic"}]
+    write_config(tmp_path, config)
+    variants = lines["models"]["mymlp"]["variants"]
+    targets = [f"results/init/mymlp_synthetic/{v}/seed0.pt" for v in variants]
+    cell = "results/curvature/mymlp_synthetic/layernorm/joint/scale100_seed0.parquet"
+    snakemake(tmp_path, *targets, cell)
+    for variant, numbers in variants.items():
+        log = (tmp_path / f"logs/init/mymlp_synthetic/{variant}/seed0.log").read_text()
+        measured = float(re.search(r"measured ([0-9.]+)", log).group(1))
+        assert abs(measured - numbers["output_exponent"]) <= 1e-3, variant
+    row = pd.read_parquet(tmp_path / cell)
+    assert row["temperature"].item() == 100.0 and not row["nonfinite"].item()
