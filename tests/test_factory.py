@@ -349,3 +349,14 @@ def test_registered_model_scaling_matches_scale_params(data):
     )
     expected = scale_params(state.params, 3.0)
     assert all(torch.equal(p.params[k], expected[k]) for k in expected)
+
+
+def test_figures_order_a_models_variants_by_the_registry():
+    """Columns of figures 1, 2, 4-7: the registry's order (the config's, for a registered
+    model), not the alphabet; a variant the registry does not know comes last."""
+    import pandas as pd
+
+    from goldilocks.figures import _variants
+
+    frame = pd.DataFrame({"variant": ["slow", "bn", "plain", "normed", "zzz", "homogeneous"]})
+    assert _variants(frame) == ["homogeneous", "plain", "normed", "bn", "slow", "zzz"]
