@@ -18,6 +18,7 @@ the allocation before the call).
 
     python benchmarks/curvature.py [--arch lenet300100] [--device auto] [--repeats 3]
     python benchmarks/curvature.py --arch resnet4 --dataset cifar10 --skip-subspace
+    python benchmarks/curvature.py --config configs/vit.yaml --arch vit --variant preln
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def peak_memory(args, name, dtype):
         str(args.batch),
         "--dim",
         str(args.dim),
+        *(["--config", args.config] if args.config else []),
     ]
     # A fixed mmap threshold makes glibc return every large block to the system on free,
     # so RSS follows the tensors (with the default dynamic threshold freed blocks stay
@@ -173,9 +175,17 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--skip-subspace", action="store_true")
     parser.add_argument("--skip-memory", action="store_true", help="timings only")
+    parser.add_argument("--config", help="register the models of this config (--arch may name one)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.config:  # users' models: factories import from the repository root too
+        import yaml
+
+        from goldilocks.registered import register_models
+
+        sys.path.insert(1, str(ROOT))
+        register_models(yaml.safe_load(Path(args.config).read_text()))
     configure_torch(args.threads)  # threads (0: torch's default) and TF32 off
     device = resolve_device(args.device)
     if args.child:

@@ -25,13 +25,20 @@ LONG = yaml.safe_load(yaml.safe_dump(TINY))
 # Curvature along training at every logged epoch: a resumed cell must reproduce it too.
 LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5, curvature_every=20)
 for grid in LONG["curvature"]["scales"].values():
-    grid["num"] = 1  # 6 curvature cells
+    grid["num"] = 1  # 7 curvature cells: 2 variants x 3 scalings, joint_residual for residual
+N_CURVATURE = 7
 CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
+
+
+def cell_files(workdir: Path, stage: str) -> list[Path]:
+    """The cell files of ``stage`` (a curvature cell's layer ratios are part of its cell)."""
+    paths = (workdir / "results" / stage).rglob("*.parquet")
+    return sorted(p for p in paths if not p.name.endswith(".layers.parquet"))
 
 
 def cells(workdir: Path, stage: str) -> pd.DataFrame:
     """All cell files of ``stage``, stacked in path order, without the wall-clock time."""
-    paths = sorted((workdir / "results" / stage).rglob("*.parquet"))
+    paths = cell_files(workdir, stage)
     frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
     return frame.drop(columns="compute_seconds")
 
@@ -53,11 +60,7 @@ def acknowledged(workdir: Path, stage: str) -> set[Path]:
         for m in (marks.iterdir() if marks.exists() else [])
         if m.is_file() and not m.name.startswith("migration")
     }
-    return {
-        p
-        for p in (workdir / "results" / stage).rglob("*.parquet")
-        if str(p.relative_to(workdir)) not in incomplete
-    }
+    return {p for p in cell_files(workdir, stage) if str(p.relative_to(workdir)) not in incomplete}
 
 
 def start(workdir: Path, cores: int) -> subprocess.Popen:
@@ -124,7 +127,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, uninterrup
     snakemake(killed, "--unlock")
     rerun = snakemake(killed, *CELL_STAGES)
     assert jobs_run(rerun, "train") == 4 - n_train
-    assert jobs_run(rerun, "curvature") == 6 - n_curvature
+    assert jobs_run(rerun, "curvature") == N_CURVATURE - n_curvature
     assert jobs_run(rerun, "init") == 0 and jobs_run(rerun, "data") == 0
     after = mtimes(killed)
     for path in finished:  # every finished cell kept, not recomputed

@@ -134,6 +134,26 @@ class TrainCell(CurvatureCell):
         return {**super().identity(), "lr_base": self.lr_base_value, "lr": self.lr}
 
 
+def variants_of(config: Mapping, architecture: str) -> list[str]:
+    """The variants a pair of ``architecture`` runs: a registered model's own list
+    (``models.<name>.variants``, docs/method.md section 3.5), else the global ``variants``."""
+    models = config.get("models") or {}
+    if architecture in models:
+        return list(models[architecture]["variants"])
+    return list(config["variants"])
+
+
+def kl_variants(config: Mapping, architecture: str) -> list[str]:
+    """Figure 3's variants of a pair: those with LayerNorm whose logits scale linearly
+    with alpha (``norm`` and ``k = 1``; for the built-ins, every LayerNorm variant)."""
+    out = []
+    for variant in variants_of(config, architecture):
+        d = describe(architecture, variant)
+        if d.variant.norm and d.linear_output:
+            out.append(variant)
+    return out
+
+
 def _pairs(config: Mapping) -> list[tuple[str, str]]:
     return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
 
@@ -142,7 +162,7 @@ def _axes(config: Mapping, stage: str) -> Iterator[tuple[str, str, str, str, str
     """(architecture, dataset, variant, scaling, scale token) of ``stage``'s grid, in order."""
     section = config[stage]
     for arch, data in _pairs(config):
-        for variant in config["variants"]:
+        for variant in variants_of(config, arch):
             description = describe(arch, variant)
             for scaling in (s for s in section["scalings"] if applies(s, description)):
                 for scale in _scales_of(section["scales"], scaling, description):

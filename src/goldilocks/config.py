@@ -4,8 +4,10 @@
    required keys; its defaults are filled in.
 2. Semantic checks the schema cannot express: finite numbers (YAML's ``.nan`` and
    ``.inf`` pass a schema's ``number``), ``log10_min <= log10_max``, scales inside the
-   float range, known architecture/dataset pairs, ``log_every <= epochs``, mirrors that
-   exist.
+   float range, known architecture/dataset pairs, ``log_every <= epochs``, subsets no
+   larger than their split, mirrors that exist, and the users' models (``models``:
+   names, factory modules, what a null output exponent rules out), which it registers
+   (:mod:`goldilocks.registered`).
 
 Every failure is one :class:`ConfigError` whose message names the key and the value.
 """
@@ -17,7 +19,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from goldilocks.variants import DATASET_SIZES, PAPER_PAIRS, depth
+from goldilocks import registered
+from goldilocks.cells import variants_of
+from goldilocks.variants import ARCHITECTURES, DATASET_SIZES, PAPER_PAIRS, depth
 
 #: Largest |exponent| of a scale 10^e (times L with times_depth): float64 ends at 1.8e308.
 MAX_EXPONENT = 300
@@ -82,14 +86,66 @@ def _check_finite(node, path=()) -> None:
         raise ConfigError(f"config key {_key(path)}: {node!r} is not a finite number")
 
 
+def _check_models(config: Mapping) -> None:
+    """The ``models`` section (docs/method.md section 3.5): names apart from the
+    built-ins, ``L >= 𝓛``, factory modules that can be found (not imported), and no joint
+    scaling or alpha training for a variant whose output exponent is null. Registers the
+    models, so the checks after this one see them like built-ins."""
+    models = config.get("models") or {}
+    used = {p["architecture"] for p in config["pairs"]}
+    tr = config["training"]
+    needs_k = []  # (key, scaling): what uses k = output_exponent
+    if "joint" in config["curvature"]["scalings"]:
+        needs_k.append(("curvature.scalings", "joint"))
+    if tr.get("enabled", True) and "alpha" in tr["scalings"]:
+        needs_k.append(("training.scalings", "alpha"))
+    for name, spec in models.items():
+        key = f"models.{name}"
+        if name in ARCHITECTURES:
+            raise ConfigError(
+                f"config key {key}: {name!r} is a built-in architecture; pick another name"
+            )
+        module = spec["factory"].partition(":")[0]
+        if not registered.locate_module(module):
+            raise ConfigError(
+                f"config key {key}.factory: module {module!r} of {spec['factory']!r} not "
+                "found (searched the working directory, the repository root and the "
+                "installed packages)"
+            )
+        for variant, numbers in spec["variants"].items():
+            vkey = f"{key}.variants.{variant}"
+            if numbers.get("residual_depth", 0) > numbers["depth"]:
+                raise ConfigError(
+                    f"config key {vkey}.residual_depth: {numbers['residual_depth']} exceeds "
+                    f"depth {numbers['depth']} (𝓛 counts layers of the longest path)"
+                )
+            if numbers["output_exponent"] is None and name in used and needs_k:
+                where, scaling = needs_k[0]
+                raise ConfigError(
+                    f"config key {vkey}.output_exponent: null (the logits follow no single "
+                    f"power of alpha), but {where} has {scaling}, which needs k (joint: "
+                    f"T = alpha^k; alpha training: lr x alpha^(2-k)); declare k or drop "
+                    f"{scaling} from {where}"
+                )
+    registered.register_models(config)
+
+
 def _check_pairs(config: Mapping) -> None:
+    known = (*ARCHITECTURES, *(config.get("models") or {}))
     for i, pair in enumerate(config["pairs"]):
         combo = (pair["architecture"], pair["dataset"])
+        if combo[0] not in known:
+            raise ConfigError(
+                f"config key pairs[{i}].architecture: {combo[0]!r} is neither a built-in "
+                f"architecture ({', '.join(ARCHITECTURES)}) nor a name under models"
+            )
+        if combo[0] in (config.get("models") or {}):
+            continue  # a registered model runs on every dataset
         if pair["dataset"] != "synthetic" and combo not in PAPER_PAIRS:
-            known = ", ".join(f"{a}/{d}" for a, d in PAPER_PAIRS)
+            paper = ", ".join(f"{a}/{d}" for a, d in PAPER_PAIRS)
             raise ConfigError(
                 f"config key pairs[{i}]: {combo[0]}/{combo[1]} is not a known pair "
-                f"(known: {known}, or any architecture with synthetic)"
+                f"(known: {paper}, or any architecture with synthetic)"
             )
 
 
@@ -100,7 +156,9 @@ def _check_grid(config: Mapping, key: str, grid: Mapping) -> None:
             f"config key {key}: log10_min {grid['log10_min']} exceeds log10_max {grid['log10_max']}"
         )
     depths = [
-        depth(p["architecture"], v).depth for p in config["pairs"] for v in config["variants"]
+        depth(p["architecture"], v).depth
+        for p in config["pairs"]
+        for v in variants_of(config, p["architecture"])
     ]
     factor = max(depths) if grid.get("times_depth") else 1
     for end in ("log10_min", "log10_max"):
@@ -140,6 +198,7 @@ def _check_training(config: Mapping) -> None:
 
 
 def _check_semantics(config: Mapping) -> None:
+    _check_models(config)
     _check_pairs(config)
     for stage in ("curvature", "training"):
         for name, grid in config[stage]["scales"].items():

@@ -102,8 +102,11 @@ def _styled(style: str) -> Callable:
 
 
 def _variants(frame: pd.DataFrame) -> list[str]:
+    """The variants in ``frame``, in the registry's order (built-ins, then registered
+    models' variants in config order); any unregistered one after them, sorted."""
     present = set(frame["variant"])
-    return [v for v in variant_names() if v in present]
+    known = [v for v in variant_names() if v in present]
+    return known + sorted(present - set(known))
 
 
 def _exponent(value: float) -> str:

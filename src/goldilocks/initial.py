@@ -6,14 +6,16 @@ each from its own random stream (:func:`goldilocks.runtime.generator`). The scal
 applied by the consumer: :func:`problem` gives a cell its model, alpha-scaled parameters,
 batch and ``R`` on a device and dtype (docs/method.md sections 2-4). Curvature cells,
 training cells (curvature along training), the KL stage and the benchmarks all build
-their problems here.
+their problems here. A registered model (docs/method.md section 3.5) is drawn by its own
+initialisers and carries its buffers (:mod:`goldilocks.factory`).
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -21,12 +23,15 @@ from torch import Tensor
 from goldilocks.curvature import Problem, Projection, sparse_projection
 from goldilocks.io import load_tensors, save_tensors, stale
 from goldilocks.models import build_model, count_params, init_params
+from goldilocks.registered import registered
 from goldilocks.runtime import generator
 from goldilocks.scaling import alpha_fixed, scale_params
 from goldilocks.variants import DATASET_SHAPES
 
 #: Version of the init file's contents; files written before it was recorded are 1.
-INIT_FORMAT = 1
+#: 2 added ``buffers`` (a registered model's); a format-1 file has none and still reads.
+INIT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class InitialState:
         batch_y: its labels.
         batch_indices: the batch's indices in the training split.
         projection: ``R``.
+        buffers: a registered model's buffers (floating ones in float64; never scaled);
+            empty for the built-ins.
     """
 
     params: dict[str, Tensor]
@@ -46,6 +53,7 @@ class InitialState:
     batch_y: Tensor
     batch_indices: Tensor
     projection: Projection
+    buffers: dict[str, Tensor] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the init file (atomically)."""
@@ -58,6 +66,7 @@ class InitialState:
                 "batch_indices": self.batch_indices,
                 "proj_index": self.projection.index,
                 "proj_value": self.projection.value,
+                "buffers": self.buffers,
             },
             path,
         )
@@ -66,7 +75,7 @@ class InitialState:
     def load(cls, path: str | os.PathLike) -> InitialState:
         """Read an init file; one of another format raises :class:`goldilocks.io.StaleFile`."""
         saved = load_tensors(path)
-        if saved.get("format", 1) != INIT_FORMAT:
+        if saved.get("format", 1) not in READABLE_FORMATS:
             raise stale(path, "init file", saved.get("format"), INIT_FORMAT, "init")
         params = saved["params"]
         return cls(
@@ -75,6 +84,7 @@ class InitialState:
             batch_y=saved["batch_y"],
             batch_indices=saved["batch_indices"],
             projection=Projection(saved["proj_index"], saved["proj_value"], count_params(params)),
+            buffers=saved.get("buffers", {}),
         )
 
     def checksum(self) -> int:
@@ -86,10 +96,52 @@ class InitialState:
         return crc
 
 
-def model_of(architecture: str, dataset: str, variant: str) -> torch.nn.Module:
-    """The (parameter-free, meta-device) module of a cell, shaped for its dataset."""
+def model_of(
+    architecture: str,
+    dataset: str,
+    variant: str,
+    buffers: dict[str, Tensor] | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> torch.nn.Module:
+    """The (parameter-free, meta-device) module of a cell, shaped for its dataset.
+
+    A registered model gets its saved ``buffers`` attached on ``device`` in ``dtype``
+    (:func:`goldilocks.factory.model_for`); the built-ins have none.
+    """
     shape, classes = DATASET_SHAPES[dataset]
-    return build_model(architecture, variant, shape, classes)
+    description = registered(architecture, variant)
+    if description is None:
+        return build_model(architecture, variant, shape, classes)
+    from goldilocks.factory import model_for
+
+    return model_for(description, shape, classes, buffers or {}, device, dtype)
+
+
+def alpha_exempt(architecture: str, variant: str, names: Iterable[str]) -> frozenset[str]:
+    """The parameters among ``names`` that alpha leaves alone: a registered model's
+    ``alpha_exempt`` matches; none for the built-ins (docs/method.md section 3.5)."""
+    description = registered(architecture, variant)
+    return frozenset() if description is None else description.exempt(names)
+
+
+def draw_params(
+    architecture: str, dataset: str, variant: str, seed: int
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Initial parameters (float64) and buffers of a seed, from its ``params`` stream.
+
+    Built-ins: :func:`goldilocks.models.init_params` on the meta-device module, no
+    buffers. A registered model: its own initialisers, with torch's global generator
+    seeded from the same stream (:func:`goldilocks.factory.draw_params`).
+    """
+    params_stream = generator(seed, "params")
+    description = registered(architecture, variant)
+    if description is None:
+        return init_params(model_of(architecture, dataset, variant), params_stream), {}
+    from goldilocks import factory
+
+    shape, classes = DATASET_SHAPES[dataset]
+    return factory.draw_params(description, shape, classes, params_stream.initial_seed())
 
 
 def draw(
@@ -110,12 +162,28 @@ def draw(
     """
     from goldilocks.data import load_split
 
-    theta = init_params(model_of(architecture, dataset, variant), generator(seed, "params"))
+    theta, buffers = draw_params(architecture, dataset, variant, seed)
     n_train = len(data["train_labels"])
     batch = torch.randperm(n_train, generator=generator(seed, "batch"))[:batch_size]
     x, y = load_split(data, "train", torch.float64, indices=batch)
     proj = sparse_projection(count_params(theta), subspace_dim, generator(seed, "projection"))
-    return InitialState(theta, x, y, batch, proj)
+    return InitialState(theta, x, y, batch, proj, buffers)
+
+
+def check_output_exponent(
+    state: InitialState, architecture: str, dataset: str, variant: str
+) -> float | None:
+    """A registered model's output exponent measured on the seed's curvature batch
+    (:func:`goldilocks.factory.check_output_exponent`, which refuses a wrong declaration);
+    ``None`` for the built-ins, whose ``k`` the tests check."""
+    description = registered(architecture, variant)
+    if description is None:
+        return None
+    from goldilocks.factory import check_output_exponent as check
+
+    model = model_of(architecture, dataset, variant, state.buffers)
+    exempt = alpha_exempt(architecture, variant, state.params)
+    return check(description, model, state.params, state.batch_x, exempt)
 
 
 def problem(
@@ -132,10 +200,11 @@ def problem(
     ``device`` in ``dtype`` (the parameters are cast first, then scaled; an affine
     LayerNorm's gain and shift are not scaled, :func:`goldilocks.scaling.alpha_fixed`)."""
     theta = {k: v.to(device=device, dtype=dtype) for k, v in state.params.items()}
-    model = model_of(architecture, dataset, variant)
+    model = model_of(architecture, dataset, variant, state.buffers, device, dtype)
+    keys = (architecture, variant)
     return Problem(
         model=model,
-        params=scale_params(theta, alpha, alpha_fixed(model)),
+        params=scale_params(theta, alpha, alpha_fixed(model) | alpha_exempt(*keys, theta)),
         x=state.batch_x.to(device=device, dtype=dtype),
         y=state.batch_y.to(device),
         temperature=temperature,
@@ -156,13 +225,21 @@ def random_problem(
 ) -> Problem:
     """A problem on random inputs of the dataset's shape, for benchmarks and device checks.
 
-    Parameters from :func:`goldilocks.models.init_params` with ``Generator(seed)``; the
-    batch (standard normal images, uniform labels) from ``seed + 1``; ``R`` from
-    ``seed + 2``. Unscaled (alpha = 1).
+    Parameters from :func:`goldilocks.models.init_params` with ``Generator(seed)`` (a
+    registered model: its own initialisers seeded with ``seed``); the batch (standard
+    normal images, uniform labels) from ``seed + 1``; ``R`` from ``seed + 2``. Unscaled
+    (alpha = 1).
     """
     shape, classes = DATASET_SHAPES[dataset]
-    model = model_of(architecture, dataset, variant)
-    theta = init_params(model, torch.Generator().manual_seed(seed))
+    description = registered(architecture, variant)
+    if description is None:
+        model = model_of(architecture, dataset, variant)
+        theta = init_params(model, torch.Generator().manual_seed(seed))
+    else:
+        from goldilocks import factory
+
+        theta, buffers = factory.draw_params(description, shape, classes, seed)
+        model = model_of(architecture, dataset, variant, buffers, device, dtype)
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(batch_size, *shape, generator=g, dtype=torch.float64)
     y = torch.randint(0, classes, (batch_size,), generator=g)

@@ -38,7 +38,9 @@ def prepare_dataset(
 def init_cell(
     *, data: str, output: str, log: str, cell: Mapping, batch_size: int, subspace_dim: int
 ) -> None:
-    """Init stage: the initial state of one seed (:func:`goldilocks.initial.draw`)."""
+    """Init stage: the initial state of one seed (:func:`goldilocks.initial.draw`); a
+    registered model's declared output exponent is checked against its measured one first
+    (:func:`goldilocks.initial.check_output_exponent`)."""
     from goldilocks import initial
 
     with job_log(log) as logger:
@@ -50,6 +52,9 @@ def init_cell(
             batch_size=batch_size,
             subspace_dim=subspace_dim,
         )
+        measured = initial.check_output_exponent(state, **keys)  # registered models only
+        if measured is not None:
+            logger.info("output exponent %s: measured %.3f", dict(cell), measured)
         state.save(output)
         n_params = state.projection.n_params
         logger.info("init %s: P=%d, batch %s", dict(cell), n_params, tuple(state.batch_x.shape))

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 def alpha_fixed(model: nn.Module) -> frozenset[str]:
     """Names of the parameters alpha scaling leaves alone: those of every submodule that
     sets ``alpha_fixed = True`` (the gain and shift of an affine LayerNorm,
-    :class:`goldilocks.models.Affine`)."""
+    :class:`goldilocks.models.Affine`). A registered model names its own in the config
+    (``alpha_exempt``, :func:`goldilocks.initial.alpha_exempt`)."""
     return frozenset(
         f"{prefix}.{name}" if prefix else name
         for prefix, module in model.named_modules()
@@ -25,7 +26,8 @@ def scale_params(
     params: dict[str, Tensor], alpha: float, fixed: Collection[str] = ()
 ) -> dict[str, Tensor]:
     """``alpha * theta``: every parameter (weights and biases) times ``alpha``, except those
-    named in ``fixed`` (:func:`alpha_fixed` of the model), which are kept as they are.
+    named in ``fixed`` (:func:`alpha_fixed` of the model, or a registered model's
+    ``alpha_exempt``, docs/method.md section 3.5), which are kept as they are.
 
     Pure: returns new tensors and leaves ``params`` untouched, so one stored
     initialisation serves every scale.

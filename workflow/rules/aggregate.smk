@@ -45,7 +45,7 @@ rule tables:
         layers="results/layer_ratios.parquet",
         zone="results/goldilocks_zone.parquet",
         training="results/training.parquet" if TRAINING else [],
-        kl="results/kl_layernorm.parquet" if KL_CELLS else [],
+        kl="results/kl_layernorm.parquet" if KL_PAIRS else [],
     log:
         "logs/aggregate/tables.log",
     conda:

@@ -1,7 +1,8 @@
 # Workflow-side Python: config validation, the grid's cells, wildcard constraints and
 # input functions. Module-level code runs at every parse (each cluster job re-parses), so
 # nothing here imports torch: the job entry points are imported on first use by job().
-# What a variant is (L, 𝓛, k, LayerNorm or not) comes from goldilocks.variants.
+# What a variant is (L, 𝓛, k, LayerNorm or not) comes from goldilocks.variants; users'
+# models (config `models`) are registered there by check_config.
 import os
 import sys
 from pathlib import Path
@@ -9,11 +10,17 @@ from pathlib import Path
 import yaml
 
 SRC = str(Path(workflow.basedir) / "src")
-if SRC not in sys.path:
-    sys.path.insert(0, SRC)
+# Users' model factories are imported from the working directory or the repository root
+# (or an installed package), by the jobs of this process and by script jobs alike.
+MODEL_PATHS = [os.getcwd(), str(Path(workflow.basedir))]
+for path in reversed([SRC, *MODEL_PATHS]):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 # Script jobs (aggregate, figures) run in their own Python: give them the package too.
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+    PYTHONPATH=os.pathsep.join(
+        p for p in (SRC, *MODEL_PATHS, os.environ.get("PYTHONPATH")) if p
+    )
 )
 
 from goldilocks import cells, grid, variants  # noqa: E402
@@ -35,10 +42,12 @@ SCALINGS_OF = {
     "curvature": list(config["curvature"]["scalings"]),
     "training": list(config["training"]["scalings"]) if TRAINING else [],
 }
-# Figure 3: the variants with LayerNorm, with every seed.
-KL_CELLS = [
-    (v, s) for v in config["variants"] if variants.properties(v).norm for s in config["seeds"]
-]
+# Figure 3: per pair, its LayerNorm variants with k = 1 (cells.kl_variants), every seed.
+KL_CELLS = {
+    pair: [(v, s) for v in cells.kl_variants(config, pair[0]) for s in config["seeds"]]
+    for pair in PAIRS
+}
+KL_PAIRS = [pair for pair in PAIRS if KL_CELLS[pair]]
 # Per figure: the tables it is drawn from (kind: scalings; None = every configured one),
 # and what the config must have for the figure to have data.
 FIGURES = (1, 2, 3, 4, 5, 6, 7)
@@ -54,7 +63,7 @@ FIGURE_INPUTS = {
 TRAINED = "in training.scalings (and training.enabled: true)"
 FIGURE_NEEDS = {
     2: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
-    3: ("'layernorm' or 'combined' in variants", bool(KL_CELLS)),
+    3: ("'layernorm' or 'combined' in variants", bool(KL_PAIRS)),
     4: (f"'alpha' {TRAINED}", "alpha" in SCALINGS_OF["training"]),
     5: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
     7: (f"training.enabled: true and a scaling {TRAINED}", TRAINING),
@@ -116,8 +125,8 @@ def table_parts(kind, scalings=None, **pair):
 
 
 def kl_tables():
-    """Figure 3's table of every pair, when the config has LayerNorm variants."""
-    return [KL_TABLE.format(architecture=a, dataset=d) for a, d in PAIRS] if KL_CELLS else []
+    """Figure 3's table of every pair that has LayerNorm variants."""
+    return [KL_TABLE.format(architecture=a, dataset=d) for a, d in KL_PAIRS]
 
 
 def kl_scales():
@@ -128,15 +137,31 @@ def kl_scales():
     return spec
 
 
+def kl_cells(wildcards):
+    """(variant, seed) of the pair's LayerNorm variants (figure 3)."""
+    return KL_CELLS.get((wildcards.architecture, wildcards.dataset), [])
+
+
 def kl_init_files(wildcards):
     """Init files of the pair's LayerNorm variants, one per variant and seed (figure 3)."""
-    return [INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s) for v, s in KL_CELLS]
+    return [
+        INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s) for v, s in kl_cells(wildcards)
+    ]
 
 
-def figure_problem(n):
-    """Why figure ``n`` cannot be drawn from this config, or None when it can."""
+def figure_problem(n, pair=None):
+    """Why figure ``n`` (of ``pair``, when given) cannot be drawn from this config, or
+    None when it can."""
     requirement, present = FIGURE_NEEDS.get(n, ("", True))
+    if present and pair is not None and pair not in figure_pairs(n):
+        a, d = pair
+        present, requirement = False, f"LayerNorm variants with k = 1 in the pair {a}/{d}"
     return None if present else f"figure {n} needs {requirement}"
+
+
+def figure_pairs(n):
+    """The pairs figure ``n`` is drawn for: figure 3 only those with LayerNorm variants."""
+    return KL_PAIRS if n == 3 else PAIRS
 
 
 def figure_tables(n):
@@ -147,7 +172,7 @@ def figure_tables(n):
 
     def tables(wildcards):
         keys = dict(wildcards.items())
-        problem = figure_problem(n)
+        problem = figure_problem(n, (keys["architecture"], keys["dataset"]))
         if problem:
             sys.exit(f"goldilocks: {problem}; asked for {FIGURE.format(n=n, ext='pdf', **keys)}")
         return {
@@ -167,7 +192,7 @@ def figure_files(n):
             sys.exit(f"goldilocks: {problem}; asked for rule fig{n}")
         return [
             FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
-            for a, d in PAIRS
+            for a, d in figure_pairs(n)
             for e in ("pdf", "png")
         ]
 
@@ -185,7 +210,7 @@ def claims_inputs(wildcards):
     tables = {"curvature": rules.tables.output.curvature, "zone": rules.tables.output.zone}
     if TRAINING:
         tables["training"] = rules.tables.output.training
-    if KL_CELLS:
+    if KL_PAIRS:
         tables["kl"] = rules.tables.output.kl
     return tables
 
@@ -200,13 +225,13 @@ def final_targets():
     ]
     if TRAINING:
         targets.append("results/training.parquet")
-    if KL_CELLS:
+    if KL_PAIRS:
         targets.append("results/kl_layernorm.parquet")
     for n in FIGURES:
         if figure_problem(n) is None:
             targets += [
                 FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
-                for a, d in PAIRS
+                for a, d in figure_pairs(n)
                 for e in ("pdf", "png")
             ]
     return targets

@@ -11,7 +11,7 @@ rule kl:
     log:
         "logs/kl/{architecture}_{dataset}.log",
     params:
-        cells=KL_CELLS,
+        cells=kl_cells,
         scales=kl_scales(),
     run:
         job("kl_pair")(

@@ -4,9 +4,11 @@ import sys
 
 from goldilocks import figures
 from goldilocks.aggregate import concat_tables
+from goldilocks.registered import register_models
 
 sm = snakemake  # noqa: F821
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
+register_models(sm.config)  # users' models: their variants' order in the registry
 # Each input name lists the table's parts (one per scaling); no part: no table (no zone).
 tables = {
     name: concat_tables([paths] if isinstance(paths, str) else list(paths)) if paths else None
