@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import tiny_case
 
-from goldilocks.batched import batch_method, train_batched
+from goldilocks.batched import Batcher, Cell, Shared, batch_method, train_batched
 from goldilocks.models import build_model, init_params
 from goldilocks.training import TrainState, train
 
@@ -343,3 +343,84 @@ def test_auto_method():
     assert batch_method("auto", cpu, conv) == "loop"
     assert batch_method("auto", cuda, conv) == "vmap"
     assert batch_method("loop", cuda, mlp) == "loop"
+
+
+def _batcher_run(batcher, jobs):
+    """Run ``jobs`` (key, Cell, Shared) as concurrent threads; their states or errors."""
+    results: list = [None] * len(jobs)
+
+    def worker(j, key, cell, shared):
+        try:
+            results[j] = batcher.train(key, cell, shared)
+        except Exception as err:
+            results[j] = err
+
+    threads = [threading.Thread(target=worker, args=(j, *job)) for j, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def _jobs(n_cells, key=lambda i: "pair", on_epoch=None):
+    """Job threads of mixed lenet5 cells, each with its own module and data copy."""
+    _, params, cells, train_data, test_data = _mixed("lenet5", torch.float64)
+    jobs = []
+    for i in range(n_cells):
+        _, t, lr = cells[i % len(cells)]
+        state = TrainState({k: v.clone() for k, v in params[i % len(cells)].items()})
+        model = tiny_case("lenet5", "bias")[0]
+        shared = Shared(model, train_data, test_data, EPOCHS, LOG_EVERY, "auto", method="vmap")
+        cb = (lambda s, i=i: on_epoch(i, s)) if on_epoch else None
+        jobs.append((key(i), Cell(state, t, lr, on_epoch=cb), shared))
+    alone = [
+        _alone(
+            jobs[0][2].model,
+            params[i % len(cells)],
+            train_data,
+            test_data,
+            *cells[i % len(cells)][1:],
+        )
+        for i in range(n_cells)
+    ]
+    return jobs, alone
+
+
+def test_batcher_meets_threads_in_one_batch():
+    jobs, alone = _jobs(5)
+    batcher = Batcher(max_cells=5, wait_s=60)
+    got = _batcher_run(batcher, jobs)
+    assert batcher.sizes == [5]
+    for g, a in zip(got, alone, strict=True):
+        assert_same_history(g, a, F64_RTOL)
+
+
+def test_batcher_fills_batches_then_waits_for_the_rest():
+    jobs, alone = _jobs(5, key=lambda i: "a" if i < 3 else "b")
+    batcher = Batcher(max_cells=2, wait_s=0.2)
+    got = _batcher_run(batcher, jobs)
+    assert sorted(batcher.sizes) == [1, 2, 2]  # key a: 2 + 1 (waited 0.2 s alone), key b: 2
+    for g, a in zip(got, alone, strict=True):
+        assert_same_history(g, a, F64_RTOL)
+
+
+def test_batcher_of_one_cell_is_training_train():
+    jobs, alone = _jobs(2)
+    batcher = Batcher(max_cells=1)
+    got = _batcher_run(batcher, jobs)
+    assert batcher.sizes == [1, 1]
+    for g, a in zip(got, alone, strict=True):
+        assert_same_history(g, a, 0.0)
+
+
+def test_batcher_error_fails_every_cell_of_the_batch():
+    def on_epoch(i, state):
+        if i == 1 and state.epoch == 3:
+            raise OSError("disk full")
+
+    jobs, _ = _jobs(3, on_epoch=on_epoch)
+    got = _batcher_run(Batcher(max_cells=3, wait_s=60), jobs)
+    assert all(isinstance(r, Exception) and "disk full" in str(r) for r in got)
+    with pytest.raises(ValueError, match=r"^batch_cells: must be at least 1"):
+        Batcher(0)

@@ -26,12 +26,18 @@ A cell whose loss turns non-finite gets its divergence row (exactly as alone) an
 the batch: it is never updated again and the others go on. Cells may start at different
 epochs (resumed from their own checkpoints); each counts its own epochs and leaves the
 batch at ``epochs``.
+
+:class:`Batcher` is where cells meet: jobs running as threads of one process hand it
+their cell and block; the first of a batch waits for ``max_cells`` cells of the same key
+or a short time, then trains them all.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +48,14 @@ from goldilocks.training import (
     Evaluation,
     TrainState,
     _chunks,
+    auto_chunk_size,
     evaluate,
     history_row,
     is_logged,
     is_probed,
     loss_and_grad,
     mark_diverged,
+    train,
 )
 
 METHODS: tuple[str, ...] = ("auto", "vmap", "loop")
@@ -297,3 +305,146 @@ def train_batched(
                 states[i].params = current[slot]
                 on_epoch(i, states[i])
     return list(states)
+
+
+@dataclass
+class Cell:
+    """One cell handed to a :class:`Batcher`: its state, its own settings and callbacks."""
+
+    state: TrainState
+    temperature: float
+    lr: float
+    on_epoch: Callable[[TrainState], None] | None = None
+    probe: Callable[[Params], dict] | None = None
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the cells of one batch share; the batch's leader trains with its own copy.
+
+    ``chunk_size="auto"`` is resolved for the batch's size by
+    :func:`goldilocks.training.auto_chunk_size` once the batch is closed.
+    """
+
+    model: torch.nn.Module
+    train_data: tuple[Tensor, Tensor]
+    test_data: tuple[Tensor, Tensor]
+    epochs: int
+    log_every: int
+    chunk_size: int | str | None = None
+    probe_every: int = 0
+    method: str = "auto"
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.cells: list[Cell] = []
+        self.full = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Batcher:
+    """Where jobs running as threads of one process meet to train their cells together.
+
+    ``batcher.train(key, cell, shared)`` blocks until ``cell`` is trained and returns its
+    final state. Cells of equal ``key`` join the same open batch, so the key must name
+    everything they share (architecture, variant, dataset, training and test subsets,
+    epochs, log_every, dtype, device, chunk size, curvature_every). The first cell's
+    thread leads: it waits until the batch holds ``max_cells`` cells or ``wait_s``
+    seconds have passed, closes it, and trains every cell of it with its own ``shared``
+    (model and data), while the other threads wait for their results. A batch of one
+    cell runs :func:`goldilocks.training.train`, bit for bit today's path, so
+    ``max_cells=1`` changes nothing. An error in any cell (a callback that raises) fails
+    every cell of its batch.
+
+    Attributes:
+        sizes: the size of every batch run so far, in order of start.
+    """
+
+    def __init__(self, max_cells: int, wait_s: float = 1.0) -> None:
+        if max_cells < 1:
+            raise ValueError(f"batch_cells: must be at least 1, got {max_cells}")
+        self.max_cells, self.wait_s = max_cells, wait_s
+        self.sizes: list[int] = []
+        self._lock = threading.Lock()
+        self._open: dict[Hashable, _Batch] = {}
+
+    def train(self, key: Hashable, cell: Cell, shared: Shared) -> TrainState:
+        with self._lock:
+            batch = self._open.get(key)
+            leader = batch is None
+            if leader:
+                batch = self._open[key] = _Batch()
+            batch.cells.append(cell)
+            if len(batch.cells) >= self.max_cells:
+                del self._open[key]  # closed: the next cell of this key opens a new one
+                batch.full.set()
+        if not leader:
+            batch.done.wait()
+            if batch.error is not None:
+                raise RuntimeError(
+                    f"the batch of {len(batch.cells)} cells this cell trained in failed: "
+                    f"{batch.error}"
+                ) from batch.error
+            return cell.state
+        batch.full.wait(self.wait_s)
+        with self._lock:
+            if self._open.get(key) is batch:
+                del self._open[key]
+            self.sizes.append(len(batch.cells))
+        try:
+            _run(batch.cells, shared)
+        except BaseException as err:
+            batch.error = err
+            raise
+        finally:
+            batch.done.set()
+        return cell.state
+
+
+def _run(cells: list[Cell], shared: Shared) -> None:
+    """Train ``cells`` (one batch) in place of their states."""
+    chunk = shared.chunk_size
+    x = shared.train_data[0]
+    if chunk == "auto":
+        chunk = auto_chunk_size(
+            shared.model, tuple(x.shape[1:]), len(x), x.dtype, x.device, cells=len(cells)
+        )
+    if len(cells) == 1:
+        (c,) = cells
+        c.state = train(
+            shared.model,
+            c.state,
+            shared.train_data,
+            shared.test_data,
+            c.temperature,
+            c.lr,
+            shared.epochs,
+            shared.log_every,
+            chunk,
+            on_epoch=c.on_epoch,
+            probe=c.probe,
+            probe_every=shared.probe_every,
+        )
+        return
+
+    def on_epoch(i: int, state: TrainState) -> None:
+        if cells[i].on_epoch is not None:
+            cells[i].on_epoch(state)
+
+    train_batched(
+        shared.model,
+        [c.state for c in cells],
+        shared.train_data,
+        shared.test_data,
+        [c.temperature for c in cells],
+        [c.lr for c in cells],
+        shared.epochs,
+        shared.log_every,
+        chunk,
+        on_epoch=on_epoch if any(c.on_epoch for c in cells) else None,
+        probes=[c.probe for c in cells],
+        probe_every=shared.probe_every,
+        method=shared.method,
+    )
