@@ -1,4 +1,4 @@
-"""Full-batch gradient descent (SPEC section 5).
+"""Full-batch gradient descent (docs/method.md section 5).
 
 Plain GD, no momentum, no weight decay, no augmentation: ``theta <- theta - lr grad L``
 with ``L`` the mean tempered cross-entropy over the whole training set (or a fixed seeded
