@@ -174,7 +174,8 @@ MEMORY_FRACTION = 0.5
 #: for backward (activation gradients, convolution workspaces and transient outputs come
 #: on top). Measured on the CPU, peak RSS above the baseline of ``loss_and_grad`` on
 #: 2,000-20,000 samples was 1.5x (LeNet-5), 1.9x (LeNet-300-100, ResNet-4 combined) and
-#: 3.0x (ResNet-4 homogeneous) the saved bytes.
+#: 3.0x (ResNet-4 homogeneous) the saved bytes; for K = 8-16 cells batched by ``vmap``
+#: (:mod:`goldilocks.batched`) 0.67-0.98 of this estimate times K.
 BACKWARD_PEAK_FACTOR = 3.0
 
 
