@@ -1,4 +1,4 @@
-"""Full-batch gradient descent (SPEC section 5).
+"""Full-batch gradient descent (docs/method.md section 5).
 
 Plain GD, no momentum, no weight decay, no augmentation: ``theta <- theta - lr grad L``
 with ``L`` the mean tempered cross-entropy over the whole training set (or a fixed seeded
@@ -39,7 +39,9 @@ class Evaluation:
     accuracy: float
 
 
-def _row(epoch: int, train: Evaluation, test: Evaluation | None, diverged_at: int | None) -> dict:
+def history_row(
+    epoch: int, train: Evaluation, test: Evaluation | None, diverged_at: int | None
+) -> dict:
     """One history row; ``test`` None (not evaluated) gives NaN test metrics."""
     return dict(
         epoch=epoch,
@@ -50,6 +52,24 @@ def _row(epoch: int, train: Evaluation, test: Evaluation | None, diverged_at: in
         diverged=diverged_at is not None,
         diverged_epoch=diverged_at,
     )
+
+
+def is_logged(epoch: int, log_every: int, epochs: int) -> bool:
+    """Whether epoch ``epoch`` gets a history row: every ``log_every`` and the last."""
+    return epoch % log_every == 0 or epoch == epochs
+
+
+def is_probed(epoch: int, probe_every: int, epochs: int) -> bool:
+    """Whether a logged epoch also gets curvature (every ``probe_every`` and the last)."""
+    return bool(probe_every) and (epoch % probe_every == 0 or epoch == epochs)
+
+
+def mark_diverged(state: TrainState, epoch: int, loss: float) -> None:
+    """Record a non-finite loss at ``epoch``: a last row with the loss and NaN metrics,
+    and every row of the run flagged ``diverged`` with ``diverged_epoch = epoch``."""
+    state.rows.append(history_row(epoch, Evaluation(loss, math.nan), None, epoch))
+    for row in state.rows:
+        row["diverged"], row["diverged_epoch"] = True, epoch
 
 
 def _chunks(n: int, chunk_size: int | None):
@@ -129,14 +149,12 @@ def train(
         epoch = state.epoch
         ev, grads = loss_and_grad(model, state.params, x, y, temperature, chunk_size)
         if not math.isfinite(ev.loss):
-            state.rows.append(_row(epoch, Evaluation(ev.loss, math.nan), None, epoch))
-            for row in state.rows:
-                row["diverged"], row["diverged_epoch"] = True, epoch
+            mark_diverged(state, epoch, ev.loss)
             return state
-        if epoch % log_every == 0 or epoch == epochs:
+        if is_logged(epoch, log_every, epochs):
             test = evaluate(model, state.params, *test_data, temperature, chunk_size)
-            row = _row(epoch, ev, test, None)
-            if probe is not None and probe_every and (epoch % probe_every == 0 or epoch == epochs):
+            row = history_row(epoch, ev, test, None)
+            if probe is not None and is_probed(epoch, probe_every, epochs):
                 row.update(probe(state.params))
             state.rows.append(row)
         if epoch >= epochs:
@@ -146,3 +164,101 @@ def train(
         state.epoch = epoch + 1
         if on_epoch is not None:
             on_epoch(state)
+
+
+#: ``chunk_size: auto`` lets the full batch use at most this fraction of the memory that
+#: is free on the device (the rest is headroom for other jobs, the allocator's caching
+#: and what the estimate misses).
+MEMORY_FRACTION = 0.5
+#: Peak memory of one forward and backward pass as a multiple of the bytes autograd saves
+#: for backward (activation gradients, convolution workspaces and transient outputs come
+#: on top). Measured on the CPU, peak RSS above the baseline of ``loss_and_grad`` on
+#: 2,000-20,000 samples was 1.5x (LeNet-5), 1.9x (LeNet-300-100, ResNet-4 combined) and
+#: 3.0x (ResNet-4 homogeneous) the saved bytes; for K = 8-16 cells batched by ``vmap``
+#: (:mod:`goldilocks.batched`) 0.67-0.98 of this estimate times K.
+BACKWARD_PEAK_FACTOR = 3.0
+
+
+def saved_bytes_per_sample(
+    model: torch.nn.Module,
+    in_shape: tuple[int, ...],
+    dtype: torch.dtype,
+    probe_sizes: tuple[int, int] = (4, 12),
+) -> float:
+    """Bytes autograd keeps for backward per training sample, measured on the CPU.
+
+    Runs the tempered loss forward on two small random batches inside
+    ``torch.autograd.graph.saved_tensors_hooks`` and counts the distinct storages saved
+    for backward, leaving out the parameters' and the input's (the data stay resident
+    anyway). The difference between the two batch sizes divided by their difference is
+    the cost of one more sample; the sizes of saved tensors do not depend on the device.
+    """
+    from goldilocks.models import init_params
+
+    params = init_params(model, torch.Generator().manual_seed(0), dtype)
+    leaves = {k: v.requires_grad_(True) for k, v in params.items()}
+    totals = []
+    for m in probe_sizes:
+        x = torch.randn(m, *in_shape, dtype=dtype)
+        y = torch.zeros(m, dtype=torch.int64)
+        skip = {t.untyped_storage().data_ptr() for t in [x, *leaves.values()]}
+        seen: dict[int, int] = {}
+
+        def pack(t: Tensor, seen=seen, skip=skip) -> Tensor:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in skip:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = F.cross_entropy(forward(model, leaves, x), y, reduction="sum")
+        del loss
+        totals.append(sum(seen.values()))
+    return (totals[1] - totals[0]) / (probe_sizes[1] - probe_sizes[0])
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors: ``MemAvailable`` of ``/proc/meminfo`` on the CPU; on a
+    GPU the driver's free memory plus what torch has cached but not allocated."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("chunk_size: auto: /proc/meminfo has no MemAvailable line")
+
+
+def auto_chunk_size(
+    model: torch.nn.Module,
+    in_shape: tuple[int, ...],
+    n_samples: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    cells: int = 1,
+    available: int | None = None,
+) -> int | None:
+    """``chunk_size: auto``: ``None`` (one chunk) when the full batch fits, else a size.
+
+    The full batch of ``n_samples`` fits when ``n_samples x cells x BACKWARD_PEAK_FACTOR
+    x saved_bytes_per_sample`` is at most ``MEMORY_FRACTION`` of ``available`` (default:
+    :func:`available_memory` of ``device``); ``cells`` counts the cells trained together
+    (:mod:`goldilocks.batched`), whose activations add up. Otherwise the batch is cut
+    into equal chunks, as few as fit.
+
+    Raises:
+        ValueError: when not even one sample fits.
+    """
+    per_sample = BACKWARD_PEAK_FACTOR * cells * saved_bytes_per_sample(model, in_shape, dtype)
+    budget = MEMORY_FRACTION * (available_memory(device) if available is None else available)
+    if n_samples * per_sample <= budget:
+        return None
+    largest = int(budget // per_sample)
+    if largest < 1:
+        raise ValueError(
+            f"chunk_size: auto: one sample of {cells} cell(s) needs {per_sample / 2**20:.1f} MiB, "
+            f"more than the {budget / 2**20:.1f} MiB allowed on {device.type}"
+        )
+    chunks = math.ceil(n_samples / largest)
+    return math.ceil(n_samples / chunks)
