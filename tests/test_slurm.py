@@ -261,7 +261,8 @@ def test_each_curvature_group_is_one_slurm_job(slurm_run):
     workdir, result, _ = slurm_run
     log = result.stdout + result.stderr
     lines = sbatch_lines(log)
-    cells = len(list((workdir / "results/curvature").rglob("*.parquet")))
+    # A cell writes two files (its row and its layer ratios): count the rows.
+    cells = len(cell_rows(workdir))
     group_size = GROUP_SIZE
     # Each sbatch logs to .snakemake/slurm_logs/<rule_NAME or group_NAME>/...
     kinds = Counter(re.search(r"/slurm_logs/([a-z_]+)/", line)[1] for line in lines)
@@ -277,7 +278,9 @@ def test_each_curvature_group_is_one_slurm_job(slurm_run):
     # ... and each ONE SLURM job: one SLURM log per group, all its cells done in it.
     group_logs = sorted((workdir / ".snakemake/slurm_logs").glob("group_curvature*/**/*.log"))
     assert len(group_logs) == len(groups)
-    done = {m for p in group_logs for m in re.findall(r"curvature/\S+\.parquet", p.read_text())}
+    done = {
+        m for p in group_logs for m in re.findall(r"curvature/\S+_seed\d+\.parquet", p.read_text())
+    }
     assert len(done) == cells
     # Every other job is one sbatch of its own.
     variants = len(yaml.safe_load((workdir / "config.yaml").read_text())["variants"])

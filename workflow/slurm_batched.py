@@ -176,18 +176,22 @@ _OUTPUT = re.compile(r"^\s+output: (.*)$")
 _STATS = re.compile(r"^Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*\n", re.S | re.M)
 
 
-def due_jobs(dry_run_output: str) -> dict[str, list[tuple[str, ...]]]:
+def due_jobs(dry_run_output: str, with_outputs=()) -> dict[str, list[tuple[str, ...]]]:
     """The jobs a dry run lists, by rule: each job as the tuple of its output files.
 
     Parses Snakemake's job blocks (``rule NAME:`` then ``    output: a, b``) and checks
-    the count per rule against its ``Job stats`` table, so that a change of Snakemake's
-    output format fails here loudly instead of submitting a wrong slice.
+    them against the ``Job stats`` table: as many blocks per rule as it counts, an output
+    line in every block or in none (a rule without outputs, like ``all``), and one in
+    every block of the rules ``with_outputs``. A change of Snakemake's output format thus
+    fails here loudly instead of submitting a wrong slice.
     """
+    blocks: dict[str, int] = {}
     jobs: dict[str, list[tuple[str, ...]]] = {}
     rule = None
     for line in dry_run_output.splitlines():
         if m := _JOB.match(line):
             rule = m[1]
+            blocks[rule] = blocks.get(rule, 0) + 1
             jobs.setdefault(rule, [])
         elif rule is not None and (m := _OUTPUT.match(line)):
             jobs[rule].append(tuple(m[1].split(", ")))
@@ -201,13 +205,16 @@ def due_jobs(dry_run_output: str) -> dict[str, list[tuple[str, ...]]]:
             name, count = row.split()
             if name != "total":
                 counts[name] = int(count)
-    listed = {r: len(j) for r, j in jobs.items() if j}
-    # Rules without outputs (rule all) have no output line: compare the rest.
-    expected = {r: n for r, n in counts.items() if r in listed or r not in jobs}
-    if listed != expected:
+    outputs = {r: len(j) for r, j in jobs.items()}
+    wrong = (
+        blocks != counts
+        or any(outputs[r] not in (0, blocks[r]) for r in blocks)
+        or any(r in blocks and outputs[r] != blocks[r] for r in with_outputs)
+    )
+    if wrong:
         raise DriverError(
-            f"could not read the dry run of Snakemake (jobs with outputs {listed}, "
-            f"job stats {counts}); rerun with --dry-run and check its output"
+            f"could not read the dry run of Snakemake (job blocks {blocks}, with outputs "
+            f"{outputs}, job stats {counts}); rerun with --dry-run and check its output"
         )
     return {r: j for r, j in jobs.items() if j}
 
@@ -313,7 +320,8 @@ class Driver:
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise DriverError(f"the dry run of Snakemake failed:\n{tail}")
-        return due_jobs(result.stdout)
+        rules = [*self.settings["cells"], *(self.settings.get("before") or {}).get("rules", [])]
+        return due_jobs(result.stdout, with_outputs=rules)
 
     def check_idle(self) -> None:
         """Refuse to start beside a live earlier run or a Snakemake holding locks here."""
