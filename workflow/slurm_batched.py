@@ -386,7 +386,8 @@ class Driver:
         )
         job_id = result.stdout.strip().split(";")[0]
         if result.returncode != 0 or not job_id.isdigit():
-            raise DriverError(f"sbatch refused {allocation.name}: {result.stderr.strip()}")
+            reason = (result.stderr.strip().splitlines() or [result.stdout.strip()])[0]
+            raise DriverError(f"sbatch refused {allocation.name}: {reason}")
         submitted = Submitted(allocation, job_id, Path(str(log).replace("%j", job_id)))
         self.live.append(submitted)
         self._record_active()
@@ -450,10 +451,29 @@ class Driver:
             if failed or self.interrupted:
                 skipped = ", ".join(a.name for a in stages[name])
                 if skipped:
-                    print(f"slurm_batched: not submitted after a failure: {skipped}")
+                    print(
+                        "slurm_batched: not submitted (an allocation failed or the run "
+                        f"was cancelled): {skipped}"
+                    )
                 continue
-            if stages[name]:
-                failed += self.wait([self.submit(a) for a in stages[name]])
+            submitted = []
+            try:
+                for allocation in stages[name]:
+                    if self.interrupted:
+                        break
+                    # A signal waits until the job is recorded, so cancel() sees it.
+                    signals = {signal.SIGINT, signal.SIGTERM}
+                    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+                    try:
+                        submitted.append(self.submit(allocation))
+                    finally:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            except DriverError:
+                # sbatch refused one (a limit on queued jobs?): stop those already queued.
+                self.cancel()
+                self.wait([s for s in self.live if not s.state])
+                raise
+            failed += self.wait(submitted)
         (self.workdir / ACTIVE).unlink(missing_ok=True)
         if failed or self.interrupted:
             for s in failed:
