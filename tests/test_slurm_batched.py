@@ -1,0 +1,142 @@
+"""workflow/slurm_batched.py without a cluster: settings, the dry-run parser, the plan.
+
+Its runs on SLURM (results equal to a local run, a cancelled slice resumed, a slice over
+its time limit) are in tests/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("slurm_batched", ROOT / "workflow/slurm_batched.py")
+sb = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = sb  # its dataclasses look their module up by name
+SPEC.loader.exec_module(sb)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A folder with configs/tiny.yaml and the driver's dry run of it (nothing built)."""
+    workdir = tmp_path_factory.mktemp("batched")
+    shutil.copy(ROOT / "configs/tiny.yaml", workdir / "config.yaml")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "workflow/slurm_batched.py"), "--dry-run"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result.stdout
+
+
+def test_shipped_settings_load():
+    settings = sb.load_settings(sb.SETTINGS)
+    assert set(settings["cells"]) == {"curvature", "train"}
+    assert settings["before"]["rules"] == ["data", "init"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("partitoin", "x", "unknown key 'partitoin'"),
+        ("cells.curvature.cpus", 0, "cells.curvature.cpus: expected a positive integer"),
+        ("cells.train.minutes_per_cell", "long", "cells.train.minutes_per_cell: expected"),
+        ("before.rules", "init", "before.rules: expected a list"),
+        ("cells", {}, "cells: expected a mapping of cell rules"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(tmp_path, key, value, message):
+    settings = yaml.safe_load(sb.SETTINGS.read_text())
+    *path, leaf = key.split(".")
+    node = settings
+    for part in path:
+        node = node[part]
+    node[leaf] = value
+    file = tmp_path / "sbatch.yaml"
+    file.write_text(yaml.safe_dump(settings))
+    with pytest.raises(sb.DriverError) as err:
+        sb.load_settings(file)
+    assert message in str(err.value) and str(file) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_split_covers_everything_in_order_with_balanced_slices():
+    items = list(range(23))
+    slices = sb.split(items, 10)
+    assert [len(s) for s in slices] == [8, 8, 7]
+    assert [x for s in slices for x in s] == items
+    assert sb.split([], 5) == []
+    assert sb.split(items, 100) == [items]
+
+
+def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
+    workdir, _ = tiny
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "-n"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    jobs = sb.due_jobs(dry.stdout)
+    # tiny: 2 variants x 3 scalings x 3 scales; 2 variants x 2 temperatures training cells.
+    assert len(jobs["curvature"]) == 18 and len(jobs["train"]) == 4
+    assert len(jobs["init"]) == 2 and len(jobs["data"]) == 1
+    for row, layers in jobs["curvature"]:
+        assert layers == row.replace(".parquet", ".layers.parquet")
+    # A dry run whose job blocks cannot be read fails loudly, not with a wrong plan.
+    broken = dry.stdout.replace("    output: results/curvature", "    outputs: results/curvature")
+    with pytest.raises(sb.DriverError, match="could not read the dry run"):
+        sb.due_jobs(broken, with_outputs=["curvature"])
+    without_block = dry.stdout.replace("rule init:", "rule  init:", 1)
+    with pytest.raises(sb.DriverError, match="could not read the dry run"):
+        sb.due_jobs(without_block)
+
+
+def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
+    _, out = tiny
+    assert "due (Snakemake dry run): data 1, init 2, curvature 18, train 4" in out
+    settings = sb.load_settings(sb.SETTINGS)
+    settings["cells"]["curvature"].update(cells_per_slice=7, cpus=2, minutes_per_cell=0.5)
+    jobs = {
+        "data": [("d.pt",)],
+        "init": [("i1.pt",), ("i2.pt",)],
+        "curvature": [(f"c{i}.parquet", f"c{i}.layers.parquet") for i in range(18)],
+        "train": [(f"t{i}.parquet",) for i in range(4)],
+        "tables": [("results/curvature.parquet",)],
+    }
+    stages = sb.plan(settings, jobs)
+    (before,) = stages["before"]
+    assert before.targets == ("d.pt", "i1.pt", "i2.pt")
+    assert before.allowed_rules == ("data", "init")
+    slices = [a for a in stages["cells"] if a.allowed_rules == ("curvature",)]
+    assert [a.name for a in slices] == ["curvature-1of3", "curvature-2of3", "curvature-3of3"]
+    # Both outputs of a cell always travel together, each cell in exactly one slice.
+    targets = [t for a in slices for t in a.targets]
+    assert targets == [f for job in jobs["curvature"] for f in job]
+    # startup 3 + ceil(0.5 min x 6 cells / 2 CPUs) = 5 minutes.
+    assert [a.minutes for a in slices] == [5, 5, 5]
+    (train,) = [a for a in stages["cells"] if a.allowed_rules == ("train",)]
+    assert train.targets == tuple(f for (f,) in jobs["train"])
+    (after,) = stages["after"]
+    assert after.targets == () and after.allowed_rules == ()
+    # Nothing due: nothing submitted.
+    assert sb.plan(settings, {}) == {"before": [], "cells": [], "after": []}
+
+
+def test_dry_run_prints_the_sbatch_lines_and_submits_nothing(tiny):
+    workdir, out = tiny
+    lines = [line for line in out.splitlines() if ": sbatch " in line]
+    assert [line.split(":")[0] for line in lines] == ["before", "cells", "cells", "after"]
+    assert all("--parsable" in line and "--partition=debug" in line for line in lines)
+    assert "--nolock --allowed-rules curvature -- results/curvature/" in out
+    assert not (workdir / "results").exists()
+    assert not (workdir / ".snakemake/slurm_batched/active_jobs").exists()
