@@ -483,9 +483,10 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
                 bottom.set_visible(False)
             if i == 0:
                 top.set_title(variant)
-            if j == 0:
-                top.set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$/\|\cdot\|_F$")
-                bottom.set_ylabel(r"spectral norm $\|\cdot\|_2$")
+        # Row labels on the row's first drawn panel (joint_residual: the residual column).
+        first = next((j for j in range(len(cols)) if axes[2 * i, j].get_visible()), 0)
+        axes[2 * i, first].set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$/\|\cdot\|_F$")
+        axes[2 * i + 1, first].set_ylabel(r"spectral norm $\|\cdot\|_2$")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=3)
