@@ -271,28 +271,41 @@ def train_batched(
         return list(states)
     method = batch_method(method, train_data[0].device)
     engine = make_engine(method, model, [s.params for s in states], temperatures, lrs)
-    x, y = train_data
+    run = _BatchRun(engine, list(states), epochs, log_every, chunk_size, probes, probe_every)
     active = list(range(k))  # cell index of every slot of the engine
     while active:
-        evs, grads = engine.loss_and_grad(x, y, chunk_size)
+        active = run.epoch(active, train_data, test_data, on_epoch)
+    return list(states)
+
+
+@dataclass
+class _BatchRun:
+    """One :func:`train_batched` run: its engine, the cells' states and the schedule."""
+
+    engine: _Loop | _Stacked
+    states: list[TrainState]
+    epochs: int
+    log_every: int
+    chunk_size: int | None
+    probes: Sequence[Callable[[Params], dict] | None] | None
+    probe_every: int
+
+    def epoch(self, active: list[int], train_data, test_data, on_epoch) -> list[int]:
+        """One epoch of the ``active`` cells (``active[slot]`` = cell index): loss and
+        gradient, divergence and logged rows, the update; the cells still active."""
+        states, engine = self.states, self.engine
+        evs, grads = engine.loss_and_grad(*train_data, self.chunk_size)
         leaving: set[int] = set()
         logged: list[int] = []
         for slot, i in enumerate(active):
             if not math.isfinite(evs[slot].loss):
                 mark_diverged(states[i], states[i].epoch, evs[slot].loss)
                 leaving.add(slot)
-            elif is_logged(states[i].epoch, log_every, epochs):
+            elif is_logged(states[i].epoch, self.log_every, self.epochs):
                 logged.append(slot)
-        tests = engine.evaluate(logged, *test_data, chunk_size)
-        for slot, test in zip(logged, tests, strict=True):
-            i = active[slot]
-            row = history_row(states[i].epoch, evs[slot], test, None)
-            probe = probes[i] if probes is not None else None
-            if probe is not None and is_probed(states[i].epoch, probe_every, epochs):
-                row.update(probe(engine.cell_params(slot)))
-            states[i].rows.append(row)
+        self._log(active, logged, evs, test_data)
         for slot, i in enumerate(active):
-            if slot not in leaving and states[i].epoch >= epochs:
+            if slot not in leaving and states[i].epoch >= self.epochs:
                 leaving.add(slot)
         for slot in leaving:  # final parameters: those the last loss was computed at
             states[active[slot]].params = {
@@ -307,7 +320,18 @@ def train_batched(
             if current is not None:
                 states[i].params = current[slot]
                 on_epoch(i, states[i])
-    return list(states)
+        return active
+
+    def _log(self, active: list[int], logged: list[int], evs, test_data) -> None:
+        """The rows of the ``logged`` slots: train metrics, test metrics, probes."""
+        tests = self.engine.evaluate(logged, *test_data, self.chunk_size)
+        for slot, test in zip(logged, tests, strict=True):
+            state = self.states[active[slot]]
+            row = history_row(state.epoch, evs[slot], test, None)
+            probe = self.probes[active[slot]] if self.probes is not None else None
+            if probe is not None and is_probed(state.epoch, self.probe_every, self.epochs):
+                row.update(probe(self.engine.cell_params(slot)))
+            state.rows.append(row)
 
 
 @dataclass
