@@ -57,9 +57,14 @@ def save(path: str | os.PathLike, key: Mapping, state: TrainState, seconds: floa
     """Write ``state`` (parameters, next epoch, rows so far) for ``key``, atomically.
 
     ``seconds``: compute time spent up to this state (added to the resumed cell's time).
+    The parameters are copied: a cell trained in a ``vmap`` batch
+    (:func:`goldilocks.batched.train_batched`) hands in views into the batch's stacked
+    tensors, and ``torch.save`` writes a view's whole storage, i.e. every cell of the
+    batch (``.cpu()`` alone copies nothing on the CPU).
     """
+    params = {k: v.detach().to("cpu", copy=True) for k, v in state.params.items()}
     saved = {"key": dict(key), "epoch": state.epoch, "rows": state.rows, "seconds": seconds}
-    save_tensors({**saved, "params": {k: v.cpu() for k, v in state.params.items()}}, path)
+    save_tensors({**saved, "params": params}, path)
 
 
 def load(
