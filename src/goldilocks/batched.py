@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -336,13 +337,29 @@ class _BatchRun:
 
 @dataclass
 class Cell:
-    """One cell handed to a :class:`Batcher`: its state, its own settings and callbacks."""
+    """One cell handed to a :class:`Batcher`: its state, its own settings and callbacks.
+
+    The batcher records when the cell's batch started and finished training and how
+    many cells it held (``started``, ``finished``, ``batch_size``), for :meth:`seconds`.
+    """
 
     state: TrainState
     temperature: float
     lr: float
     on_epoch: Callable[[TrainState], None] | None = None
     probe: Callable[[Params], dict] | None = None
+    started: float | None = None
+    finished: float | None = None
+    batch_size: int = 0
+
+    def seconds(self) -> float:
+        """The cell's share of its batch's training time so far: the batch's wall time
+        (``time.perf_counter``) since it started, divided equally among its cells
+        (docs/method.md section 5.7); 0 before the batch starts."""
+        if self.started is None:
+            return 0.0
+        end = time.perf_counter() if self.finished is None else self.finished
+        return (end - self.started) / self.batch_size
 
 
 @dataclass(frozen=True)
@@ -420,12 +437,18 @@ class Batcher:
             if self._open.get(key) is batch:
                 del self._open[key]
             self.sizes.append(len(batch.cells))
+        started = time.perf_counter()
+        for c in batch.cells:
+            c.started, c.batch_size = started, len(batch.cells)
         try:
             _run(batch.cells, shared)
         except BaseException as err:
             batch.error = err
             raise
         finally:
+            finished = time.perf_counter()
+            for c in batch.cells:
+                c.finished = finished
             batch.done.set()
         return cell.state
 
