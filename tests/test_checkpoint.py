@@ -15,6 +15,7 @@ SETTINGS = {
     "test_subset": None,
     "chunk_size": None,
     "curvature_every": 0,
+    "tf32": False,
     "device": "cpu",  # not part of the key's settings: the device enters as the device
 }
 LOG = logging.getLogger("test_checkpoint")

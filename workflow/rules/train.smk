@@ -3,7 +3,9 @@
 # (results/checkpoints/, same keys) is not an output: Snakemake deletes the outputs of a
 # failed job, and the checkpoint must survive a kill. Its path and checkpoint_every go to
 # the job directly, not through params: params are a rerun trigger, and where a cell
-# saves its checkpoints must not rerun finished cells.
+# saves its checkpoints must not rerun finished cells. batch_cells and batch_wait (how
+# many cells train together, docs/method.md section 5.7) go the same way: they change no
+# result. tf32 is a param only when true (TRAIN_PRECISION in common.smk).
 
 
 rule train:
@@ -26,6 +28,7 @@ rule train:
         curvature_every=config["training"]["curvature_every"],
         hvp_method=config["curvature"]["hvp_method"],
         jvp_method=config["curvature"]["jvp_method"],
+        **TRAIN_PRECISION,
     run:
         job("train_cell")(
             init=input.init,
@@ -35,6 +38,8 @@ rule train:
             cell=wildcards,
             checkpoint=checkpoint_file(wildcards),
             checkpoint_every=config["training"]["checkpoint_every"],
+            batch_cells=config["training"]["batch_cells"],
+            batch_wait=config["training"]["batch_wait"],
             threads=threads,
             **params,
         )
