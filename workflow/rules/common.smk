@@ -219,6 +219,20 @@ def checkpoint_file(wildcards):
     return CHECKPOINT_PATTERN.format(**dict(wildcards.items()))
 
 
+def train_execution(wildcards):
+    """How one train job runs, none of it a result: its checkpoint file (a side file, not
+    an output) and how often it saves, and how many cells it may train with
+    (training.batch_cells, batch_wait). Passed to the job, not as params (a rerun
+    trigger)."""
+    tr = config["training"]
+    return {
+        "checkpoint": checkpoint_file(wildcards),
+        "checkpoint_every": tr["checkpoint_every"],
+        "batch_cells": tr["batch_cells"],
+        "batch_wait": tr["batch_wait"],
+    }
+
+
 def claims_inputs(wildcards):
     """The tables the claims are evaluated on, by name (training and kl when the config
     produces them)."""
