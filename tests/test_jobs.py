@@ -239,7 +239,7 @@ def test_cells_batched_by_their_job_threads_equal_cells_alone(
     for got, want in zip(together, alone, strict=True):
         alike(got, want, method)
     logs = [(tmp_path / f"cell{i}.log").read_text() for i in range(len(BATCH))]
-    assert all("batch of 4" in log for log in logs)
+    assert all("training in a batch of 4 cells from epoch 0" in log for log in logs)
     assert all(t["compute_seconds"].gt(0).all() for t in together)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -186,6 +186,24 @@ def _training_data(path: str, seed: int, device: torch.device, settings: Mapping
     return key, lambda: training_data(load_tensors(path), seed, *subsets, dtype, device)
 
 
+def _on_epoch(cell: Cell, save, logger) -> Callable:
+    """The cell's ``on_epoch``: its first call logs the batch the cell trains in (so the
+    log tells while training, not only at the end), every call checkpoints (``save``)."""
+    told = False
+
+    def on_epoch(state) -> None:
+        nonlocal told
+        if not told:
+            logger.info(
+                "training in a batch of %d cells from epoch %d", cell.batch_size, state.epoch - 1
+            )
+            told = True
+        if save is not None:
+            save(state)
+
+    return on_epoch
+
+
 def _prepare_training(init, c, device, data, checkpoint, every, settings, clock, logger):
     """A training cell ready for the batcher: its batch key, :class:`Cell` (initial or
     resumed state, alpha, T, rate, checkpoint callback, curvature probe) and
@@ -201,13 +219,9 @@ def _prepare_training(init, c, device, data, checkpoint, every, settings, clock,
     run, clock.before = resumed or (TrainState(problem.params), 0.0)
     methods = (settings["hvp_method"], settings["jvp_method"])
     methods = curvature.resolve_methods(*methods, device, state.params)
-    cell = Cell(
-        run,
-        c.temperature,
-        c.lr,
-        on_epoch=ckpt.saver(checkpoint, key, every, settings["epochs"], clock, logger),
-        probe=curvature.probe(problem, *methods),
-    )
+    cell = Cell(run, c.temperature, c.lr, probe=curvature.probe(problem, *methods))
+    save = ckpt.saver(checkpoint, key, every, settings["epochs"], clock, logger)
+    cell.on_epoch = _on_epoch(cell, save, logger)
     schedule = (settings[k] for k in ("epochs", "log_every", "chunk_size", "curvature_every"))
     shared = Shared(problem.model, *data, *schedule, method=TRAIN_METHOD)
     return batch_key(c, device, settings, own_data=bool(state.buffers)), cell, shared
