@@ -225,15 +225,22 @@ def alike(a: pd.DataFrame, b: pd.DataFrame, method: str) -> None:
     )
 
 
+def alone_cells(inputs, folder: Path, monkeypatch, method: str) -> tuple[dict, list]:
+    """Batches to come use the engine ``method``: its settings (:data:`ENGINE`), and the
+    cells of :data:`BATCH` each trained alone in them."""
+    monkeypatch.setattr(jobs, "TRAIN_METHOD", method)
+    settings = ENGINE[method]
+    alone = [
+        train(inputs, folder / f"alone{i}.parquet", *c, **settings) for i, c in enumerate(BATCH)
+    ]
+    return settings, alone
+
+
 @pytest.mark.parametrize("method", ["loop", "vmap"])
 def test_cells_batched_by_their_job_threads_equal_cells_alone(
     inputs, tmp_path, monkeypatch, method
 ):
-    monkeypatch.setattr(jobs, "TRAIN_METHOD", method)
-    settings = ENGINE[method]
-    alone = [
-        train(inputs, tmp_path / f"alone{i}.parquet", *c, **settings) for i, c in enumerate(BATCH)
-    ]
+    settings, alone = alone_cells(inputs, tmp_path, monkeypatch, method)
     assert alone[3]["diverged"].all() and not any(t["diverged"].any() for t in alone[:3])
     together = train_together(inputs, tmp_path, **settings)
     for got, want in zip(together, alone, strict=True):
@@ -247,11 +254,7 @@ def test_cells_batched_by_their_job_threads_equal_cells_alone(
 def test_a_batch_killed_before_its_writes_resumes_from_per_cell_checkpoints(
     inputs, tmp_path, monkeypatch, method
 ):
-    monkeypatch.setattr(jobs, "TRAIN_METHOD", method)
-    settings = ENGINE[method]
-    alone = [
-        train(inputs, tmp_path / f"alone{i}.parquet", *c, **settings) for i, c in enumerate(BATCH)
-    ]
+    settings, alone = alone_cells(inputs, tmp_path, monkeypatch, method)
     saved = tmp_path / "ckpt"
 
     def die(frame, path, kind):
