@@ -12,7 +12,6 @@ meet.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -29,11 +28,11 @@ pytestmark = pytest.mark.slow
 GRID = yaml.safe_load(yaml.safe_dump(TINY))
 GRID["training"].update(
     lr_base=[0.1, 1.0],
-    epochs=60,
+    epochs=40,
     log_every=20,
     checkpoint_every=5,
     curvature_every=20,
-    batch_wait=3,
+    batch_wait=2,
 )
 TRAIN_ONLY = ("--until", "train")  # data, init and the training cells
 
@@ -135,9 +134,9 @@ def test_training_pairs_limit_training_and_its_figures(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_gpu_profile_builds_the_quick_default(tmp_path):
-    """profiles/gpu parses and plans the quick default's jobs (it runs on a GPU box)."""
-    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+def test_gpu_profile_plans_every_job(tmp_path):
+    """profiles/gpu parses (its pools and per-rule resources) and plans the tiny grid."""
+    write_config(tmp_path, TINY)
     profile = str(ROOT / "profiles/gpu")
     planned = dry_run_jobs(tmp_path, "--workflow-profile", profile)
-    assert planned["curvature"] > 0 and planned["train"] > 0
+    assert planned["curvature"] == 21 and planned["train"] == 4
