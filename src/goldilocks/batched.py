@@ -394,7 +394,9 @@ class Batcher:
     ``batcher.train(key, cell, shared)`` blocks until ``cell`` is trained and returns its
     final state. Cells of equal ``key`` join the same open batch, so the key must name
     everything they share (architecture, variant, dataset, training and test subsets,
-    epochs, log_every, dtype, device, chunk size, curvature_every). The first cell's
+    epochs, log_every, dtype, device, chunk size, curvature_every, TF32, and the seed
+    where the data or a model's buffers depend on it: :func:`goldilocks.jobs.batch_key`).
+    The first cell's
     thread leads: it waits until the batch holds ``max_cells`` cells or ``wait_s``
     seconds have passed, closes it, and trains every cell of it with its own ``shared``
     (model and data), while the other threads wait for their results. A batch of one
