@@ -1,20 +1,35 @@
-"""What the paper grid (configs/paper.yaml) costs on this machine, cell by cell.
+"""What the paper's configs cost on this machine: cell counts times measured per-cell costs.
 
-Counts the curvature and training cells of the config per architecture/dataset pair, and
-measures on the device, in the config's dtypes and settings: one curvature cell
-(``measure`` with the ``auto`` methods, batch and d from the config) and one full-batch GD
-epoch on a random training set of the dataset's real size and shape (chunked as in the
-config). Prints the per-cell costs and their product with the cell counts: an estimate
-of the grid's compute time, not a run of it (test-set evaluations, job start-up, data
-staging and figures are not included; 1,000-epoch cells that diverge stop early).
+For each config (default: ``configs/paper.yaml``, the paper's own experiments, and
+``configs/extended.yaml``, training all four pairs), merged over ``config.yaml`` as
+Snakemake merges them, counts the curvature cells (``cells.curvature_cells``) and the
+training cells (``cells.train_cells``, which honours ``training.pairs``) per
+architecture/dataset pair, and measures on the device, once per pair:
 
-    python benchmarks/paper_cost.py [--config configs/paper.yaml] [--device auto]
-    python benchmarks/paper_cost.py --train-size 2000   # a quick look on a laptop
+- one curvature cell (``measure`` with the config's methods, batch, d and dtype; the
+  costliest variant, ``combined``);
+- one full-batch GD epoch per cell, float32, strict FP32, by ``benchmarks/training.py``'s
+  ``epoch_costs``: alone (today's per-cell path) and in a batch of
+  ``training.batch_cells`` cells with the engine the workflow picks
+  (``goldilocks.batched.batch_method``: ``vmap`` on a GPU, ``loop`` on the CPU), chunked as
+  the config says (``auto`` resolved for the batch), beside the floor (counted FLOPs over
+  the device's FP32 peak on a large SGEMM or convolution).
+
+Measured on ``--train-size`` images (default: the config's training set) and scaled
+linearly to the config's training set; times ``epochs`` and the pair's cell count. An
+estimate of compute, not a run: test-set evaluations, curvature along training, job
+start-up, data staging, waiting batches and figures are not included, and cells that
+diverge stop early.
+
+    python benchmarks/paper_cost.py                      # both configs, on the GPU if any
+    python benchmarks/paper_cost.py --train-size 256 --curvature-batch 16 --subspace-dim 8
+        # a quick check on a laptop CPU (the estimate then says little)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,74 +41,135 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import timed  # noqa: E402
+from timing import timed as median_time  # noqa: E402
+from training import describe, epoch_costs, setup  # noqa: E402
 
 from goldilocks import cells, grid  # noqa: E402
+from goldilocks.batched import batch_method  # noqa: E402
 from goldilocks.config import check_config  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
 from goldilocks.initial import random_problem  # noqa: E402
-from goldilocks.runtime import configure_torch, resolve_device  # noqa: E402
-from goldilocks.training import loss_and_grad  # noqa: E402
-from goldilocks.variants import DATASET_SHAPES  # noqa: E402
+from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES  # noqa: E402
 
-TRAIN_SIZES = {"fmnist": 60_000, "cifar10": 50_000, "synthetic": 2_048}
+CONFIGS = ("configs/paper.yaml", "configs/extended.yaml")
+
+
+def merged(*layers: dict) -> dict:
+    """Later layers over earlier ones, nested keys merged (as Snakemake merges configs)."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merged(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+def load(path: str) -> dict:
+    """``config.yaml`` with ``path`` over it, validated (defaults filled in)."""
+    with open(ROOT / "config.yaml") as fh:
+        base = yaml.safe_load(fh)
+    with open(ROOT / path) as fh:
+        config = merged(base, yaml.safe_load(fh))
+    with open(ROOT / "workflow" / "schemas" / "config.schema.yaml") as fh:
+        return check_config(config, yaml.safe_load(fh))
+
+
+def curvature_cost(config: dict, arch: str, dataset: str, device, args) -> float:
+    """Seconds of one curvature cell (the ``combined`` variant)."""
+    cur = config["curvature"]
+    batch = args.curvature_batch or cur["batch_size"]
+    d = args.subspace_dim or cur["subspace_dim"]
+    dtype = getattr(torch, cur["dtype"])
+    problem = random_problem(arch, dataset, "combined", batch, d, device, dtype)
+    methods = resolve_methods(cur["hvp_method"], cur["jvp_method"], device, problem.params)
+    return median_time(lambda: measure(problem, *methods), device, 1)
+
+
+def training_cost(config: dict, arch: str, dataset: str, device, peak: float, args) -> dict:
+    """Seconds per cell and epoch on the config's training set: alone, batched, floor."""
+    tr = config["training"]
+    shape, _ = DATASET_SHAPES[dataset]
+    full = tr["train_subset"] or DATASET_SIZES[dataset][0]
+    n = min(args.train_size or full, full)
+    k = tr["batch_cells"]
+    method = batch_method("auto", device)
+    costs = epoch_costs(
+        arch, shape, n, [k], [method], device, peak, args.repeats, chunk=tr["chunk_size"]
+    )
+    scale = full / n  # an epoch's cost grows linearly with the images
+    return {
+        "alone": costs["alone"][0] * scale,
+        "batched": costs[(method, k)][0] * scale,
+        "floor": costs["floor"] * scale,
+        "k": k,
+        "method": method,
+        "chunk": costs[(method, k)][1],
+    }
+
+
+def estimate(path: str, config: dict, measured: dict) -> None:
+    """One config's table: per pair, cells x per-cell cost, in hours."""
+    n_curv = Counter((c.architecture, c.dataset) for c in cells.curvature_cells(config))
+    n_train = Counter((c.architecture, c.dataset) for c in cells.train_cells(config))
+    epochs = config["training"]["epochs"]
+    print(f"\n{path}: {sum(n_curv.values())} curvature cells, {sum(n_train.values())} training")
+    print(
+        f"{'pair':22} {'curv':>5} {'s/cell':>7} {'train':>5} {'K':>3} {'engine':>6} "
+        f"{'alone s/ep':>10} {'batch s/ep':>10} {'floor s/ep':>10} | {'curv h':>6} "
+        f"{'alone h':>8} {'batch h':>8} {'floor h':>8}"
+    )
+    totals: Counter = Counter()
+    for pair, (curv_s, tr) in measured.items():
+        tr = tr or {"alone": 0.0, "batched": 0.0, "floor": 0.0, "k": 0, "method": "-"}
+        hours = {
+            "curv": n_curv[pair] * curv_s / 3600,
+            **{k: n_train[pair] * epochs * tr[k] / 3600 for k in ("alone", "batched", "floor")},
+        }
+        totals.update(hours)
+        print(
+            f"{'/'.join(pair):22} {n_curv[pair]:5d} {curv_s:7.3f} {n_train[pair]:5d} "
+            f"{tr['k']:3d} {tr['method']:>6} {tr['alone']:10.4f} {tr['batched']:10.4f} "
+            f"{tr['floor']:10.4f} | {hours['curv']:6.2f} {hours['alone']:8.2f} "
+            f"{hours['batched']:8.2f} {hours['floor']:8.2f}",
+            flush=True,
+        )
+    print(
+        f"total on one device: curvature {totals['curv']:.2f} h, training "
+        f"{totals['alone']:.2f} h one cell at a time, {totals['batched']:.2f} h batched, "
+        f"floor {totals['floor']:.2f} h; whole config batched: "
+        f"{totals['curv'] + totals['batched']:.2f} h"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "paper.yaml"))
+    parser.add_argument("--config", nargs="+", default=list(CONFIGS))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--train-size", type=int, default=0, help="0: the dataset's size")
+    parser.add_argument("--train-size", type=int, default=0, help="0: the config's")
+    parser.add_argument("--curvature-batch", type=int, default=0, help="0: the config's")
+    parser.add_argument("--subspace-dim", type=int, default=0, help="0: the config's")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    with open(args.config) as fh:
-        config = yaml.safe_load(fh)
-    with open(ROOT / "workflow" / "schemas" / "config.schema.yaml") as fh:
-        check_config(config, yaml.safe_load(fh))
-    configure_torch(0)
-    device = resolve_device(args.device)
-    cur, tr = config["curvature"], config["training"]
-    cdtype, tdtype = getattr(torch, cur["dtype"]), getattr(torch, tr["dtype"])
-    n_curv = Counter((c.architecture, c.dataset) for c in cells.curvature_cells(config))
-    n_train = Counter((c.architecture, c.dataset) for c in cells.train_cells(config))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
-    print(f"{args.config}: {name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(
-        f"{'pair':22} {'curv cells':>10} {'s/cell':>8} {'train cells':>11} {'s/epoch':>8} "
-        f"{'epochs':>6} | {'curvature h':>11} {'training h':>10}"
-    )
-    total = 0.0
-    for arch, dataset in grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"]):
-        shape, classes = DATASET_SHAPES[dataset]
-        problem = random_problem(  # the costliest variant
-            arch, dataset, "combined", cur["batch_size"], cur["subspace_dim"], device, cdtype
-        )
-        methods = resolve_methods(cur["hvp_method"], cur["jvp_method"], device, problem.params)
-        cell = timed(lambda p=problem, m=methods: measure(p, *m), device, 1)
-        n = args.train_size or tr.get("train_subset") or TRAIN_SIZES[dataset]
-        g = torch.Generator().manual_seed(3)
-        x = torch.randn(n, *shape, generator=g).to(device=device, dtype=tdtype)
-        y = torch.randint(0, classes, (n,), generator=g).to(device)
-        model = problem.model
-        params = {k: v.to(dtype=tdtype) for k, v in problem.params.items()}
-
-        def epoch(x=x, y=y, params=params, model=model):
-            _, grads = loss_and_grad(model, params, x, y, 1.0, tr["chunk_size"])
-            with torch.no_grad():
-                return {k: v - 0.01 * grads[k] for k, v in params.items()}
-
-        per_epoch = timed(epoch, device, args.repeats)
-        curv_h = n_curv[(arch, dataset)] * cell / 3600
-        train_h = n_train[(arch, dataset)] * tr["epochs"] * per_epoch / 3600
-        total += curv_h + train_h
-        print(
-            f"{arch + '/' + dataset:22} {n_curv[(arch, dataset)]:10d} {cell:8.3f} "
-            f"{n_train[(arch, dataset)]:11d} {per_epoch:8.4f} {tr['epochs']:6d} | "
-            f"{curv_h:11.2f} {train_h:10.2f}",
-            flush=True,
-        )
-        del x, y
-    print(f"estimated compute: {total:.1f} h on one device (jobs one at a time)")
+    configs = {path: load(path) for path in args.config}
+    device = setup(args.device, threads=0)
+    peak = describe(device, args.repeats, "wall")
+    curvature: dict = {}  # measured once per pair and settings, shared by the configs
+    training: dict = {}
+    for path, config in configs.items():
+        trained = set(cells.trained_pairs(config)) if cells.train_cells(config) else set()
+        measured = {}
+        for pair in grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"]):
+            ckey = (pair, repr(config["curvature"]))
+            if ckey not in curvature:
+                curvature[ckey] = curvature_cost(config, *pair, device, args)
+            tr = config["training"]
+            tkey = (pair, *(tr[k] for k in ("batch_cells", "chunk_size", "train_subset")))
+            if pair in trained and tkey not in training:
+                training[tkey] = training_cost(config, *pair, device, peak, args)
+            measured[pair] = (curvature[ckey], training.get(tkey) if pair in trained else None)
+        estimate(path, config, measured)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from timing import sync  # noqa: E402
 
 from goldilocks.batched import make_engine  # noqa: E402
 from goldilocks.models import build_model, init_params  # noqa: E402
+from goldilocks.runtime import configure_torch  # noqa: E402
 from goldilocks.training import auto_chunk_size, loss_and_grad  # noqa: E402
 
 #: (architecture, dataset, input shape, full training-set size)
@@ -105,13 +106,81 @@ def peaks(device: torch.device, repeats: int, clock: str) -> tuple[float, float]
     return gemm, conv
 
 
-def report(case: str, n: int, path: str, k: int, chunk, seconds: float, ref: dict) -> None:
-    """One table line: ``seconds`` for one epoch of ``k`` cells on ``n`` images."""
-    per_cell = seconds / k
+def resolve_chunk(chunk, model, shape, n: int, device: torch.device, cells: int):
+    """A ``training.chunk_size`` value for ``cells`` cells trained together: ``auto`` as
+    the workflow resolves it (``training.auto_chunk_size``), else as given."""
+    if chunk == "auto":
+        return auto_chunk_size(model, shape, n, torch.float32, device, cells=cells)
+    return chunk
+
+
+def epoch_costs(
+    arch: str,
+    shape: tuple[int, ...],
+    n: int,
+    cells: list[int],
+    methods: list[str],
+    device: torch.device,
+    peak: float,
+    repeats: int = 2,
+    clock: str = "wall",
+    variant: str = "combined",
+    chunk="auto",
+) -> dict:
+    """One full-batch GD epoch of ``arch`` on ``n`` random images of ``shape`` (float32,
+    strict FP32), per cell: alone (``training.train``'s path), and batched, for every
+    engine in ``methods`` and K in ``cells`` (``goldilocks.batched.make_engine``: the
+    batch's epoch / K); and the floor, the FLOPs one cell's forward and backward execute
+    (counted) over ``peak``.
+
+    Returns:
+        ``{"flops": FLOPs, "floor": s, "alone": (s, chunk), (method, K): (s, chunk)}``,
+        seconds per cell and epoch with the chunk size used (``None``: one chunk).
+    """
+    model = build_model(arch, variant, shape, 10)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, *shape, generator=g).to(device)
+    y = torch.randint(0, 10, (n,), generator=g).to(device)
+    init = [
+        init_params(model, torch.Generator().manual_seed(s), torch.float32)
+        for s in range(max(cells, default=1))
+    ]
+    init = [{k: v.to(device) for k, v in p.items()} for p in init]
+    one = resolve_chunk(chunk, model, shape, n, device, 1)
+
+    def alone(params=init[0]):
+        _, grads = loss_and_grad(model, params, x, y, 1.0, one)
+        with torch.no_grad():
+            return {k: v - 0.01 * grads[k] for k, v in params.items()}
+
+    _, flops = counted(alone)
+    costs = {
+        "flops": flops,
+        "floor": flops / peak,
+        "alone": (timed(alone, device, repeats, clock), one),
+    }
+    for method in methods:
+        for k in cells:
+            ch = resolve_chunk(chunk, model, shape, n, device, k)
+            engine = make_engine(method, model, init[:k], [1.0] * k, [0.01] * k)
+
+            def step(engine=engine, ch=ch, keep=tuple(range(k))):
+                _, grads = engine.loss_and_grad(x, y, ch)
+                engine.update(grads, list(keep))
+
+            costs[(method, k)] = (timed(step, device, repeats, clock) / k, ch)
+            del engine, step
+    return costs
+
+
+def report(case: str, n: int, path: str, k: int, cost: tuple, costs: dict, full: int) -> None:
+    """One table line: ``cost`` = (seconds per cell and epoch on ``n`` images, chunk)."""
+    per_cell, chunk = cost
+    alone = costs["alone"][0]
     print(
         f"{case:22} {n:6d} {path:>6} {k:3d} {chunk or n:6d} {per_cell * 1e3:9.2f} "
-        f"{per_cell / n * 1e6:8.2f} {per_cell / ref['floor']:7.1f} "
-        f"{ref['alone'] / per_cell:8.2f} {per_cell * ref['full'] / n:7.3f}",
+        f"{per_cell / n * 1e6:8.2f} {per_cell / costs['floor']:7.1f} "
+        f"{alone / per_cell:8.2f} {per_cell * full / n:7.3f}",
         flush=True,
     )
 
@@ -130,25 +199,14 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCK), default=None,
                         help="default: cpu on the CPU with one thread, else wall")  # fmt: skip
     args = parser.parse_args()
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False  # strict FP32, as the workflow trains
-    torch.backends.cudnn.allow_tf32 = False
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
+    device = setup(args.device, args.threads)
     cells = [int(k) for k in args.cells.split(",")]
     if args.clock is None:
         one_thread = device.type == "cpu" and torch.get_num_threads() == 1
         args.clock = "cpu" if one_thread else "wall"
     if args.clock == "cpu" and (device.type != "cpu" or torch.get_num_threads() != 1):
         parser.error("--clock cpu: only on the CPU with --threads 1")
-    gemm, conv = peaks(device, max(args.repeats, 3), args.clock)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    load = os.getloadavg()[0]
-    print(f"{name}, torch {torch.__version__}, {threads}, {args.clock} clock, load {load:.2f}")
-    print(f"FP32 peak: SGEMM {gemm / 1e9:.1f} GFLOP/s, conv3x3 {conv / 1e9:.1f} GFLOP/s")
+    peak = describe(device, max(args.repeats, 3), args.clock)
     print(
         f"{'case':22} {'n':>6} {'path':>6} {'K':>3} {'chunk':>6} {'ms/cell':>9} {'us/img':>8} "
         f"{'xfloor':>7} {'vs alone':>8} {'full s':>7}"
@@ -158,43 +216,39 @@ def main() -> None:
             continue
         case = f"{arch}/{dataset}"
         n = args.train_size or (full if device.type == "cuda" else 64)
-        model = build_model(arch, args.variant, shape, 10)
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(n, *shape, generator=g).to(device)
-        y = torch.randint(0, 10, (n,), generator=g).to(device)
-        init = [
-            init_params(model, torch.Generator().manual_seed(s), torch.float32)
-            for s in range(max(cells))
-        ]
-        init = [{k: v.to(device) for k, v in p.items()} for p in init]
-        chunk = auto_chunk_size(model, shape, n, torch.float32, device)
-
-        def alone(model=model, params=init[0], x=x, y=y, chunk=chunk):
-            _, grads = loss_and_grad(model, params, x, y, 1.0, chunk)
-            with torch.no_grad():
-                return {k: v - 0.01 * grads[k] for k, v in params.items()}
-
-        _, flops = counted(alone)
-        ref = {"floor": flops / max(gemm, conv), "full": full}
-        ref["alone"] = timed(alone, device, args.repeats, args.clock)
-        report(case, n, "alone", 1, chunk, ref["alone"], ref)
-        for method in args.methods.split(","):
+        methods = args.methods.split(",")
+        costs = epoch_costs(
+            arch, shape, n, cells, methods, device, peak, args.repeats, args.clock, args.variant
+        )
+        report(case, n, "alone", 1, costs["alone"], costs, full)
+        for method in methods:
             for k in cells:
-                ch = auto_chunk_size(model, shape, n, torch.float32, device, cells=k)
-                engine = make_engine(method, model, init[:k], [1.0] * k, [0.01] * k)
-
-                def step(engine=engine, x=x, y=y, ch=ch, keep=tuple(range(k))):
-                    _, grads = engine.loss_and_grad(x, y, ch)
-                    engine.update(grads, list(keep))
-
-                seconds = timed(step, device, args.repeats, args.clock)
-                report(case, n, method, k, ch, seconds, ref)
-                del engine, step
+                report(case, n, method, k, costs[(method, k)], costs, full)
         print(
-            f"  floor {case}: {flops / n / 1e6:.2f} MFLOP per image (forward + backward, "
-            f"counted), {ref['floor'] / n * 1e6:.2f} us per image at peak",
+            f"  floor {case}: {costs['flops'] / n / 1e6:.2f} MFLOP per image (forward + "
+            f"backward, counted), {costs['floor'] / n * 1e6:.2f} us per image at peak",
             flush=True,
         )
+
+
+def setup(device: str, threads: int) -> torch.device:
+    """The device (``auto``: a GPU when present), strict FP32 (TF32 off, as the workflow
+    trains by default) and on the CPU ``threads`` torch threads."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    configure_torch(threads if device == "cpu" else 0)  # and TF32 off
+    return torch.device(device)
+
+
+def describe(device: torch.device, repeats: int, clock: str) -> float:
+    """Print the machine and its measured FP32 peaks; return the peak (FLOP/s)."""
+    gemm, conv = peaks(device, repeats, clock)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    load = os.getloadavg()[0]
+    print(f"{name}, torch {torch.__version__}, {threads}, {clock} clock, load {load:.2f}")
+    print(f"FP32 peak: SGEMM {gemm / 1e9:.1f} GFLOP/s, conv3x3 {conv / 1e9:.1f} GFLOP/s")
+    return max(gemm, conv)
 
 
 if __name__ == "__main__":

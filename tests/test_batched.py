@@ -392,6 +392,13 @@ def test_batcher_meets_threads_in_one_batch():
     batcher = Batcher(max_cells=5, wait_s=60)
     got = _batcher_run(batcher, jobs)
     assert batcher.sizes == [5]
+    # Each cell's compute time: an equal share of the batch's training time.
+    cells = [job[1] for job in jobs]
+    assert {(c.started, c.finished, c.batch_size) for c in cells} == {
+        (cells[0].started, cells[0].finished, 5)
+    }
+    assert cells[0].seconds() == pytest.approx((cells[0].finished - cells[0].started) / 5)
+    assert cells[0].seconds() > 0
     for g, a in zip(got, alone, strict=True):
         assert_same_history(g, a, F64_RTOL)
 

@@ -9,6 +9,7 @@ from goldilocks.cells import (
     TrainCell,
     curvature_cells,
     train_cells,
+    trained_pairs,
 )
 from goldilocks.grid import lr_factor
 
@@ -80,3 +81,18 @@ def test_joint_residual_cells_exist_for_residual_only():
     assert {c.variant for c in cells if c.scaling == "joint_residual"} == {"residual"}
     assert len([c for c in cells if c.scaling == "joint"]) == 3 * 3 * 2
     assert len([c for c in cells if c.scaling == "joint_residual"]) == 3 * 2
+
+
+def test_training_pairs_limit_the_training_cells_only():
+    config = _config(pairs=[{"architecture": "lenet5", "dataset": "synthetic"}])
+    config["pairs"] = [
+        {"architecture": "lenet300100", "dataset": "synthetic"},
+        {"architecture": "lenet5", "dataset": "synthetic"},
+    ]
+    assert trained_pairs(config) == [("lenet5", "synthetic")]
+    assert {c.architecture for c in train_cells(config)} == {"lenet5"}
+    assert len(train_cells(config)) == 2 * 3 * 2 * 2  # one pair's cells
+    assert {c.architecture for c in curvature_cells(config)} == {"lenet300100", "lenet5"}
+    config["training"]["pairs"] = None
+    assert trained_pairs(config) == [("lenet300100", "synthetic"), ("lenet5", "synthetic")]
+    assert len(train_cells(config)) == 2 * 2 * 3 * 2 * 2

@@ -15,6 +15,7 @@ SETTINGS = {
     "test_subset": None,
     "chunk_size": None,
     "curvature_every": 0,
+    "tf32": False,
     "device": "cpu",  # not part of the key's settings: the device enters as the device
 }
 LOG = logging.getLogger("test_checkpoint")
@@ -63,3 +64,14 @@ def test_saver_saves_every_k_epochs_before_the_last(tmp_path):
             saved_epochs.append(torch.load(path, weights_only=True)["epoch"])
             path.unlink()
     assert saved_epochs == [5]  # epoch 10 is the last: the cell is about to finish
+
+
+def test_a_view_into_stacked_parameters_saves_only_its_cell(tmp_path):
+    """A vmap batch hands on_epoch views into its (K, ...) stacked tensors."""
+    stack = torch.arange(64 * 1000, dtype=torch.float32).view(64, 1000)
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, _key(), TrainState({"w": stack[3]}, 2), 0.0)
+    loaded, _ = checkpoint.load(path, _key(), torch.device("cpu"), LOG)
+    assert torch.equal(loaded.params["w"], stack[3])
+    assert loaded.params["w"].untyped_storage().nbytes() == 1000 * 4  # not 64 cells
+    assert path.stat().st_size < 64 * 1000 * 4 / 10

@@ -76,6 +76,14 @@ BAD = [
     ("training.scalings", ["joint_residual"], "training.scalings[0]"),
     ("claims.flat_spread", -0.1, "claims.flat_spread"),
     ("claims.flat_sprad", 0.1, "claims.flat_sprad"),
+    ("training.chunk_size", "big", "training.chunk_size"),
+    ("training.chunk_size", 0, "training.chunk_size"),
+    ("training.batch_cells", 0, "training.batch_cells"),
+    ("training.batch_wait", -1, "training.batch_wait"),
+    ("training.tf32", "yes", "training.tf32"),
+    # A trained pair must be one of pairs (the quick default: lenet300100/fmnist).
+    ("training.pairs", [{"architecture": "lenet5", "dataset": "cifar10"}], "training.pairs[0]"),
+    ("training.pairs", [], "training.pairs"),
 ]
 
 
@@ -96,11 +104,28 @@ def test_quick_default_is_valid_and_gets_defaults():
     assert config["data"]["download"] is True
 
 
-def test_paper_config_is_valid():
-    paper = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
+@pytest.mark.parametrize("name", ["paper", "extended"])
+def test_paper_configs_are_valid(name):
+    paper = yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text())
     merged = copy.deepcopy(BASE)
     merged.update(paper)
     check_config(merged, SCHEMA)
+
+
+def test_execution_settings_chunk_auto_and_trained_pairs():
+    config = check_config(copy.deepcopy(BASE), SCHEMA)
+    tr = config["training"]
+    assert (tr["batch_cells"], tr["batch_wait"], tr["tf32"], tr["pairs"]) == (1, 5, False, None)
+    config = _with("training.chunk_size", "auto")
+    config["training"]["pairs"] = [{"architecture": "lenet300100", "dataset": "fmnist"}]
+    check_config(config, SCHEMA)
+
+
+def test_tf32_with_curvature_along_training_is_refused():
+    config = _with("training.tf32", True)
+    config["training"]["curvature_every"] = config["training"]["log_every"]
+    with pytest.raises(ConfigError, match=r"^config key training.tf32: true with training.curv"):
+        check_config(config, SCHEMA)
 
 
 def test_claims_defaults_in_the_schema_are_the_modules():

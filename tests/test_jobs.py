@@ -1,4 +1,5 @@
-"""Job entry points on the real synthetic data: determinism, checkpoints and resumption."""
+"""Job entry points on the real synthetic data: determinism, checkpoints and resumption,
+cells batched by their job threads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+from test_batched import F32_RTOL
 
 from goldilocks import jobs
 
@@ -172,3 +175,120 @@ def test_divergence_is_recorded_and_leaves_no_checkpoint(inputs, tmp_path):
     assert rows["train_loss"].isna().tolist() == [False, True]
     assert "checkpoint: saved epoch 2" in (tmp_path / "cell.log").read_text()
     assert not checkpoint.exists()
+
+
+#: (scale, lr_base) of four cells of one batch key: different T and rates, one diverging
+#: (eta0 = 1000 at T = 1: non-finite at epoch 3).
+BATCH = [("1", "0.1"), ("10", "0.1"), ("0.1", "0.1"), ("1", "1000")]
+#: Per engine, the settings the batch is compared in. ``vmap`` without curvature along
+#: training: its H-term is a difference of nearly equal matrices, whose float32 rounding
+#: the stacked kernels change by up to 1.8e-5 relative on these cells (the losses by
+#: 1.6e-7), so it is compared on the losses, accuracies and divergence only.
+ENGINE = {"loop": {}, "vmap": {"curvature_every": 0}}
+
+
+def train_together(inputs, folder: Path, checkpoints: Path | None = None, **changes) -> list:
+    """The cells of :data:`BATCH` as concurrent job threads (as under
+    ``--force-use-threads``) with ``batch_cells=4``, each with its checkpoint in
+    ``checkpoints`` (every 5 epochs) when given: their tables, or the error raised."""
+    results: list = [None] * len(BATCH)
+
+    def job(i, scale, lr_base):
+        run = {**changes, "batch_cells": 4, "batch_wait": 60}
+        if checkpoints is not None:
+            run.update(every=5, checkpoint=str(checkpoints / f"cell{i}.pt"))
+        try:
+            results[i] = train(inputs, folder / f"cell{i}.parquet", scale, lr_base, **run)
+        except BaseException as err:  # a killed job's KeyboardInterrupt too
+            results[i] = err
+
+    threads = [threading.Thread(target=job, args=(i, *c)) for i, c in enumerate(BATCH)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def alike(a: pd.DataFrame, b: pd.DataFrame, method: str) -> None:
+    """``loop``: equal to the bit; ``vmap``: within the float32 tolerance of
+    tests/test_batched.py (2e-5 relative; accuracies equal on these cells)."""
+    if method == "loop":
+        same(a, b)
+        return
+    pd.testing.assert_frame_equal(
+        a.drop(columns="compute_seconds"),
+        b.drop(columns="compute_seconds"),
+        check_exact=False,
+        rtol=F32_RTOL,
+        atol=0.0,
+    )
+
+
+def alone_cells(inputs, folder: Path, monkeypatch, method: str) -> tuple[dict, list]:
+    """Batches to come use the engine ``method``: its settings (:data:`ENGINE`), and the
+    cells of :data:`BATCH` each trained alone in them."""
+    monkeypatch.setattr(jobs, "TRAIN_METHOD", method)
+    settings = ENGINE[method]
+    alone = [
+        train(inputs, folder / f"alone{i}.parquet", *c, **settings) for i, c in enumerate(BATCH)
+    ]
+    return settings, alone
+
+
+@pytest.mark.parametrize("method", ["loop", "vmap"])
+def test_cells_batched_by_their_job_threads_equal_cells_alone(
+    inputs, tmp_path, monkeypatch, method
+):
+    settings, alone = alone_cells(inputs, tmp_path, monkeypatch, method)
+    assert alone[3]["diverged"].all() and not any(t["diverged"].any() for t in alone[:3])
+    together = train_together(inputs, tmp_path, **settings)
+    for got, want in zip(together, alone, strict=True):
+        alike(got, want, method)
+    logs = [(tmp_path / f"cell{i}.log").read_text() for i in range(len(BATCH))]
+    assert all("training in a batch of 4 cells from epoch 0" in log for log in logs)
+    assert all(t["compute_seconds"].gt(0).all() for t in together)
+
+
+@pytest.mark.parametrize("method", ["loop", "vmap"])
+def test_a_batch_killed_before_its_writes_resumes_from_per_cell_checkpoints(
+    inputs, tmp_path, monkeypatch, method
+):
+    settings, alone = alone_cells(inputs, tmp_path, monkeypatch, method)
+    saved = tmp_path / "ckpt"
+
+    def die(frame, path, kind):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(jobs, "write_cell_table", die)
+        killed = train_together(inputs, tmp_path, saved, **settings)
+    assert all(isinstance(r, KeyboardInterrupt) for r in killed)
+    kept = sorted(saved.glob("*.pt"))  # the diverged cell (epoch 3) saved none at 5, 10
+    assert [p.name for p in kept] == ["cell0.pt", "cell1.pt", "cell2.pt"]
+    for path in kept:  # one cell's parameters each, not the batch's stacked tensors
+        params = torch.load(path, weights_only=True)["params"]
+        assert all(v.untyped_storage().nbytes() == v.numel() * 4 for v in params.values())
+    resumed = train_together(inputs, tmp_path, saved, **settings)
+    for i, (got, want) in enumerate(zip(resumed, alone, strict=True)):
+        alike(got, want, method)
+        log = (tmp_path / f"cell{i}.log").read_text()
+        assert ("resumed from" in log and "at epoch 10" in log) == (i < 3)
+    assert not list(saved.glob("*.pt"))
+
+
+def test_batch_key_names_what_cells_share():
+    from goldilocks.cells import TrainCell
+
+    def key(seed=0, variant="homogeneous", **changes):
+        c = TrainCell("lenet300100", "synthetic", variant, "temperature", "1", seed, "0.1")
+        settings = {**TRAIN, "tf32": False, **changes}
+        return jobs.batch_key(c, torch.device("cpu"), settings, own_data=False)
+
+    assert key() == key(seed=0)
+    assert key(seed=1) != key()  # a training subset is drawn from the seed
+    full = {"train_subset": None, "test_subset": None}
+    assert key(seed=1, **full) == key(**full)  # no subset: seeds share the data
+    for change in ({"epochs": 16}, {"dtype": "float64"}, {"chunk_size": 32}, {"tf32": True}):
+        assert key(**change) != key()
+    assert key(variant="residual") != key()

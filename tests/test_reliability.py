@@ -63,11 +63,11 @@ def acknowledged(workdir: Path, stage: str) -> set[Path]:
     return {p for p in cell_files(workdir, stage) if str(p.relative_to(workdir)) not in incomplete}
 
 
-def start(workdir: Path, cores: int) -> subprocess.Popen:
+def start(workdir: Path, cores: int, stages: tuple[str, ...] = CELL_STAGES) -> subprocess.Popen:
     """The cell stages in the background, in a process group of their own."""
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
     return subprocess.Popen(
-        [*cmd, "--cores", str(cores), *CELL_STAGES],
+        [*cmd, "--cores", str(cores), *stages],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

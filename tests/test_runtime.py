@@ -1,12 +1,22 @@
-"""How jobs run torch: per-thread thread counts, TF32 off, devices, logs, random streams."""
+"""How jobs run torch: per-thread thread counts, TF32 off (and in turns), devices, logs,
+random streams, values shared by concurrent jobs."""
 
 import threading
+import time
 
 import pytest
 import torch
 
 from goldilocks.data import DatasetUnavailable
-from goldilocks.runtime import configure_torch, dtype_of, generator, job_log, resolve_device
+from goldilocks.runtime import (
+    Precision,
+    configure_torch,
+    dtype_of,
+    generator,
+    job_log,
+    resolve_device,
+    shared_value,
+)
 
 
 def test_every_job_thread_gets_its_rules_thread_count():
@@ -52,3 +62,101 @@ def test_job_log_writes_one_line_for_bad_input_and_a_traceback_otherwise(tmp_pat
     with pytest.raises(ZeroDivisionError), job_log(log):
         1 / 0  # noqa: B018
     assert "Traceback" in log.read_text()
+
+
+def test_tf32_only_while_no_strict_job_runs():
+    """TF32 jobs and strict jobs take turns; the switches follow the TF32 turn, and a
+    waiting kind is not starved by new jobs of the running one."""
+    precision = Precision()
+    events: list[tuple[str, bool, bool]] = []  # (job, tf32 job, TF32 switch inside)
+    lock = threading.Lock()
+    gates = {name: threading.Event() for name in ("s1", "t1", "s2", "t2")}
+
+    def job(name: str, tf32: bool) -> None:
+        with precision(tf32):
+            with lock:
+                events.append((name, tf32, torch.backends.cuda.matmul.allow_tf32))
+            gates[name].wait(10)
+
+    def start(name: str, tf32: bool) -> threading.Thread:
+        thread = threading.Thread(target=job, args=(name, tf32))
+        thread.start()
+        return thread
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    threads = [start("s1", False)]
+    until(lambda: precision.running() == {"strict": 1, "tf32": 0})
+    threads.append(start("t1", True))  # waits for s1
+    until(lambda: precision._waiting[True] == 1)
+    threads.append(start("s2", False))  # a strict job may not pass the waiting TF32 one
+    until(lambda: precision._waiting[False] == 1)
+    assert [e[0] for e in events] == ["s1"]
+    gates["s1"].set()
+    until(lambda: precision.running() == {"strict": 0, "tf32": 1})
+    threads.append(start("t2", True))  # s2 waits: t2 must not enter behind t1
+    until(lambda: precision._waiting[True] == 1)
+    gates["t1"].set()
+    until(lambda: precision.running() == {"strict": 1, "tf32": 0})
+    gates["s2"].set()
+    gates["t2"].set()
+    for thread in threads:
+        thread.join(10)
+    assert events == [
+        ("s1", False, False),
+        ("t1", True, True),
+        ("s2", False, False),
+        ("t2", True, True),
+    ]
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
+def test_strict_jobs_all_enter_at_once():
+    precision = Precision()
+    with precision(False), precision(False), precision(False):
+        assert precision.running() == {"strict": 3, "tf32": 0}
+    assert not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_shared_value_is_built_once_for_concurrent_holders_and_then_dropped():
+    builds = []
+    release = threading.Event()
+    seen = []
+
+    def build():
+        builds.append(1)
+        time.sleep(0.1)  # the others arrive while it is being built
+        return object()
+
+    def holder():
+        with shared_value("key", build) as value:
+            seen.append(value)
+            release.wait(10)
+
+    threads = [threading.Thread(target=holder) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(builds) == 1 and len({id(v) for v in seen}) == 1
+    with shared_value("key", build) as again:  # nobody held it: built anew
+        assert again is not seen[0]
+    assert len(builds) == 2
+
+
+def test_shared_value_build_error_reaches_the_builder_and_is_not_kept():
+    def fail():
+        raise OSError("disk")
+
+    with pytest.raises(OSError, match="disk"), shared_value("bad", fail):
+        pass
+    with shared_value("bad", lambda: 7) as value:
+        assert value == 7

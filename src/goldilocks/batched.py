@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -271,28 +272,41 @@ def train_batched(
         return list(states)
     method = batch_method(method, train_data[0].device)
     engine = make_engine(method, model, [s.params for s in states], temperatures, lrs)
-    x, y = train_data
+    run = _BatchRun(engine, list(states), epochs, log_every, chunk_size, probes, probe_every)
     active = list(range(k))  # cell index of every slot of the engine
     while active:
-        evs, grads = engine.loss_and_grad(x, y, chunk_size)
+        active = run.epoch(active, train_data, test_data, on_epoch)
+    return list(states)
+
+
+@dataclass
+class _BatchRun:
+    """One :func:`train_batched` run: its engine, the cells' states and the schedule."""
+
+    engine: _Loop | _Stacked
+    states: list[TrainState]
+    epochs: int
+    log_every: int
+    chunk_size: int | None
+    probes: Sequence[Callable[[Params], dict] | None] | None
+    probe_every: int
+
+    def epoch(self, active: list[int], train_data, test_data, on_epoch) -> list[int]:
+        """One epoch of the ``active`` cells (``active[slot]`` = cell index): loss and
+        gradient, divergence and logged rows, the update; the cells still active."""
+        states, engine = self.states, self.engine
+        evs, grads = engine.loss_and_grad(*train_data, self.chunk_size)
         leaving: set[int] = set()
         logged: list[int] = []
         for slot, i in enumerate(active):
             if not math.isfinite(evs[slot].loss):
                 mark_diverged(states[i], states[i].epoch, evs[slot].loss)
                 leaving.add(slot)
-            elif is_logged(states[i].epoch, log_every, epochs):
+            elif is_logged(states[i].epoch, self.log_every, self.epochs):
                 logged.append(slot)
-        tests = engine.evaluate(logged, *test_data, chunk_size)
-        for slot, test in zip(logged, tests, strict=True):
-            i = active[slot]
-            row = history_row(states[i].epoch, evs[slot], test, None)
-            probe = probes[i] if probes is not None else None
-            if probe is not None and is_probed(states[i].epoch, probe_every, epochs):
-                row.update(probe(engine.cell_params(slot)))
-            states[i].rows.append(row)
+        self._log(active, logged, evs, test_data)
         for slot, i in enumerate(active):
-            if slot not in leaving and states[i].epoch >= epochs:
+            if slot not in leaving and states[i].epoch >= self.epochs:
                 leaving.add(slot)
         for slot in leaving:  # final parameters: those the last loss was computed at
             states[active[slot]].params = {
@@ -307,18 +321,45 @@ def train_batched(
             if current is not None:
                 states[i].params = current[slot]
                 on_epoch(i, states[i])
-    return list(states)
+        return active
+
+    def _log(self, active: list[int], logged: list[int], evs, test_data) -> None:
+        """The rows of the ``logged`` slots: train metrics, test metrics, probes."""
+        tests = self.engine.evaluate(logged, *test_data, self.chunk_size)
+        for slot, test in zip(logged, tests, strict=True):
+            state = self.states[active[slot]]
+            row = history_row(state.epoch, evs[slot], test, None)
+            probe = self.probes[active[slot]] if self.probes is not None else None
+            if probe is not None and is_probed(state.epoch, self.probe_every, self.epochs):
+                row.update(probe(self.engine.cell_params(slot)))
+            state.rows.append(row)
 
 
 @dataclass
 class Cell:
-    """One cell handed to a :class:`Batcher`: its state, its own settings and callbacks."""
+    """One cell handed to a :class:`Batcher`: its state, its own settings and callbacks.
+
+    The batcher records when the cell's batch started and finished training and how
+    many cells it held (``started``, ``finished``, ``batch_size``), for :meth:`seconds`.
+    """
 
     state: TrainState
     temperature: float
     lr: float
     on_epoch: Callable[[TrainState], None] | None = None
     probe: Callable[[Params], dict] | None = None
+    started: float | None = None
+    finished: float | None = None
+    batch_size: int = 0
+
+    def seconds(self) -> float:
+        """The cell's share of its batch's training time so far: the batch's wall time
+        (``time.perf_counter``) since it started, divided equally among its cells
+        (docs/method.md section 5.7); 0 before the batch starts."""
+        if self.started is None:
+            return 0.0
+        end = time.perf_counter() if self.finished is None else self.finished
+        return (end - self.started) / self.batch_size
 
 
 @dataclass(frozen=True)
@@ -353,7 +394,9 @@ class Batcher:
     ``batcher.train(key, cell, shared)`` blocks until ``cell`` is trained and returns its
     final state. Cells of equal ``key`` join the same open batch, so the key must name
     everything they share (architecture, variant, dataset, training and test subsets,
-    epochs, log_every, dtype, device, chunk size, curvature_every). The first cell's
+    epochs, log_every, dtype, device, chunk size, curvature_every, TF32, and the seed
+    where the data or a model's buffers depend on it: :func:`goldilocks.jobs.batch_key`).
+    The first cell's
     thread leads: it waits until the batch holds ``max_cells`` cells or ``wait_s``
     seconds have passed, closes it, and trains every cell of it with its own ``shared``
     (model and data), while the other threads wait for their results. A batch of one
@@ -396,12 +439,18 @@ class Batcher:
             if self._open.get(key) is batch:
                 del self._open[key]
             self.sizes.append(len(batch.cells))
+        started = time.perf_counter()
+        for c in batch.cells:
+            c.started, c.batch_size = started, len(batch.cells)
         try:
             _run(batch.cells, shared)
         except BaseException as err:
             batch.error = err
             raise
         finally:
+            finished = time.perf_counter()
+            for c in batch.cells:
+                c.finished = finished
             batch.done.set()
         return cell.state
 

@@ -158,10 +158,21 @@ def _pairs(config: Mapping) -> list[tuple[str, str]]:
     return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
 
 
+def trained_pairs(config: Mapping) -> list[tuple[str, str]]:
+    """The (architecture, dataset) pairs that are trained: ``training.pairs`` (each one of
+    ``pairs``), or every pair when it is null; in the order of ``pairs``."""
+    chosen = config["training"].get("pairs")
+    if not chosen:
+        return _pairs(config)
+    wanted = {(p["architecture"], p["dataset"]) for p in chosen}
+    return [pair for pair in _pairs(config) if pair in wanted]
+
+
 def _axes(config: Mapping, stage: str) -> Iterator[tuple[str, str, str, str, str]]:
-    """(architecture, dataset, variant, scaling, scale token) of ``stage``'s grid, in order."""
+    """(architecture, dataset, variant, scaling, scale token) of ``stage``'s grid, in order
+    (training: of the trained pairs only)."""
     section = config[stage]
-    for arch, data in _pairs(config):
+    for arch, data in trained_pairs(config) if stage == "training" else _pairs(config):
         for variant in variants_of(config, arch):
             description = describe(arch, variant)
             for scaling in (s for s in section["scalings"] if applies(s, description)):
@@ -179,8 +190,9 @@ def curvature_cells(config: Mapping) -> list[CurvatureCell]:
 
 
 def train_cells(config: Mapping) -> list[TrainCell]:
-    """Every training cell: pairs x variants x scalings x scales x lr_base x seeds.
+    """Every training cell: trained pairs x variants x scalings x scales x lr_base x seeds.
 
+    ``training.pairs`` (when set) limits the pairs (:func:`trained_pairs`);
     ``training.seeds`` (when set) replaces the global seeds for training only.
     """
     tr = config["training"]

@@ -4,10 +4,11 @@ A training cell saves its state every ``training.checkpoint_every`` epochs to a 
 (``results/checkpoints/<cell keys>.pt``) that Snakemake does not know as an output, so it
 is not deleted when the job dies. A rerun continues from it only if it was saved for the
 same key (:func:`resume_key`: initialisation checksum, alpha, T, learning rate, device and
-the training settings that change the history); otherwise the file is discarded and the
-cell starts over. The file is removed once the cell's Parquet is written. GD is a pure
-function of the parameters, so a resumed cell ends with the same rows, to the bit, as an
-uninterrupted one on the same device and thread count.
+the training settings that change the history, TF32 among them); otherwise the file is
+discarded and the cell starts over. The file is removed once the cell's Parquet is
+written. GD is a pure function of the parameters, so a resumed cell ends with the same
+rows, to the bit, as an uninterrupted one on the same device and thread count (a cell
+trained in a ``vmap`` batch: within float32 rounding, docs/method.md section 5.7).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RESUME_SETTINGS = (
     "test_subset",
     "chunk_size",
     "curvature_every",
+    "tf32",
 )
 
 
@@ -57,9 +59,14 @@ def save(path: str | os.PathLike, key: Mapping, state: TrainState, seconds: floa
     """Write ``state`` (parameters, next epoch, rows so far) for ``key``, atomically.
 
     ``seconds``: compute time spent up to this state (added to the resumed cell's time).
+    The parameters are copied: a cell trained in a ``vmap`` batch
+    (:func:`goldilocks.batched.train_batched`) hands in views into the batch's stacked
+    tensors, and ``torch.save`` writes a view's whole storage, i.e. every cell of the
+    batch (``.cpu()`` alone copies nothing on the CPU).
     """
+    params = {k: v.detach().to("cpu", copy=True) for k, v in state.params.items()}
     saved = {"key": dict(key), "epoch": state.epoch, "rows": state.rows, "seconds": seconds}
-    save_tensors({**saved, "params": {k: v.cpu() for k, v in state.params.items()}}, path)
+    save_tensors({**saved, "params": params}, path)
 
 
 def load(

@@ -5,7 +5,8 @@
 2. Semantic checks the schema cannot express: finite numbers (YAML's ``.nan`` and
    ``.inf`` pass a schema's ``number``), ``log10_min <= log10_max``, scales inside the
    float range, known architecture/dataset pairs, ``log_every <= epochs``, subsets no
-   larger than their split, mirrors that exist, and the users' models (``models``:
+   larger than their split, trained pairs among the pairs, TF32 not with curvature
+   along training, mirrors that exist, and the users' models (``models``:
    names, factory modules, what a null output exponent rules out), which it registers
    (:mod:`goldilocks.registered`).
 
@@ -187,6 +188,19 @@ def _check_training(config: Mapping) -> None:
             f"config key training.curvature_every: {every} is not a multiple of "
             f"training.log_every {tr['log_every']}"
         )
+    if tr["tf32"] and every:
+        raise ConfigError(
+            f"config key training.tf32: true with training.curvature_every {every}: "
+            "curvature along training must be strict FP32; set one of them off"
+        )
+    names = [(p["architecture"], p["dataset"]) for p in config["pairs"]]
+    for i, pair in enumerate(tr.get("pairs") or []):
+        if (pair["architecture"], pair["dataset"]) not in names:
+            listed = ", ".join(f"{a}/{d}" for a, d in names)
+            raise ConfigError(
+                f"config key training.pairs[{i}]: {pair['architecture']}/{pair['dataset']} "
+                f"is not one of pairs ({listed})"
+            )
     for key, split in (("train_subset", 0), ("test_subset", 1)):
         for dataset in sorted({p["dataset"] for p in config["pairs"]}):
             size = DATASET_SIZES[dataset][split]

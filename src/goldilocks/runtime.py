@@ -3,7 +3,10 @@
 Jobs may run as threads of one Snakemake process (``--force-use-threads``, the local
 default) or as processes of their own (cluster), so they share nothing mutable: every
 random draw comes from a ``torch.Generator`` of its own (:func:`generator`), and torch's
-thread count is set by every job for its own thread (:func:`configure_torch`).
+thread count is set by every job for its own thread (:func:`configure_torch`). What they
+do share on purpose: read-only values built once for all threads that need them at the
+same time (:func:`shared_value`, e.g. a training set on the GPU), and torch's TF32
+switches, which are process-wide and therefore taken in turns (:data:`PRECISION`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import os
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -99,3 +103,123 @@ def job_log(path: str | os.PathLike) -> Iterator[logging.Logger]:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+class Precision:
+    """Turns of strict-FP32 and TF32 jobs, so TF32 is on only while no strict job runs.
+
+    torch's TF32 switches (``torch.backends.cuda.matmul.allow_tf32``,
+    ``torch.backends.cudnn.allow_tf32``) are process-wide, while jobs run as threads of
+    one process. Every job that computes float32 on a GPU enters ``with PRECISION(tf32)``:
+    curvature cells and training cells with ``tf32=False`` are strict, training cells
+    with ``training.tf32`` on a GPU are not. Jobs of one kind run together; the two kinds
+    never overlap. TF32 is switched on when the first TF32 job enters and off when the
+    last one leaves. Neither kind starves: while jobs of one kind wait, no new job of
+    the running kind enters, and when the running kind has drained, every job of the
+    other kind that was waiting enters (a readers-writer lock with two reader groups).
+    With ``tf32=False`` everywhere (the default) every job enters at once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = {False: 0, True: 0}
+        self._waiting = {False: 0, True: 0}
+        self._admitted = {False: 0, True: 0}  # may enter although the other kind waits
+
+    def _may_enter(self, tf32: bool) -> bool:
+        other = not tf32
+        if self._running[other]:
+            return False
+        return not self._waiting[other] or self._admitted[tf32] > 0
+
+    @contextlib.contextmanager
+    def __call__(self, tf32: bool) -> Iterator[None]:
+        tf32 = bool(tf32)
+        with self._cond:
+            self._waiting[tf32] += 1
+            self._cond.wait_for(lambda: self._may_enter(tf32))
+            self._waiting[tf32] -= 1
+            self._admitted[tf32] = max(self._admitted[tf32] - 1, 0)
+            self._running[tf32] += 1
+            if tf32 and self._running[tf32] == 1:
+                _set_tf32(True)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running[tf32] -= 1
+                if not self._running[tf32]:
+                    if tf32:
+                        _set_tf32(False)
+                    self._admitted[not tf32] = self._waiting[not tf32]
+                    self._cond.notify_all()
+
+    def running(self) -> dict[str, int]:
+        """Jobs inside, per kind (for tests and logs)."""
+        with self._cond:
+            return {"strict": self._running[False], "tf32": self._running[True]}
+
+
+def _set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+#: The process's one :class:`Precision`: TF32 only while no strict-FP32 job runs.
+PRECISION = Precision()
+
+T = TypeVar("T")
+
+
+class _Entry:
+    def __init__(self) -> None:
+        self.users = 0
+        self.ready = threading.Event()
+        self.value = None
+        self.error: BaseException | None = None
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[Hashable, _Entry] = {}
+
+
+@contextlib.contextmanager
+def shared_value(key: Hashable, build: Callable[[], T]) -> Iterator[T]:
+    """``build()`` for ``key``, built once and shared by every thread that holds it.
+
+    The first thread to ask builds it (the others wait for it); the value is dropped when
+    the last thread holding it leaves, so it is shared only by jobs that run at the same
+    time, never kept. Values must be treated as read-only. Training jobs share their
+    data this way: the cells of one batch (:class:`goldilocks.batched.Batcher`) wait in
+    their own threads while one trains them all, and each holding its own copy of the
+    training set on the GPU would cost the set's size once per waiting cell.
+
+    Raises:
+        RuntimeError: in a waiting thread when the building thread's ``build()`` failed
+            (that thread raises the error itself).
+    """
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        builder = entry is None
+        if builder:
+            entry = _SHARED[key] = _Entry()
+        entry.users += 1
+    try:
+        if builder:
+            try:
+                entry.value = build()
+            except BaseException as err:
+                entry.error = err
+                raise
+            finally:
+                entry.ready.set()
+        else:
+            entry.ready.wait()
+            if entry.error is not None:
+                raise RuntimeError(f"building the shared value failed: {entry.error}")
+        yield entry.value
+    finally:
+        with _SHARED_LOCK:
+            entry.users -= 1
+            if (not entry.users or entry.error is not None) and _SHARED.get(key) is entry:
+                del _SHARED[key]

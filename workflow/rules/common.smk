@@ -37,6 +37,11 @@ CURVATURE_CELLS = cells.curvature_cells(config)
 TRAIN_CELLS = cells.train_cells(config)
 PAIRS = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
 TRAINING = bool(TRAIN_CELLS)
+# The pairs with training cells (training.pairs; default every pair).
+TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
+# training.tf32 is a train param only when true: a param that appears changes the params
+# of every finished cell (a rerun trigger), and without it every cell was strict FP32.
+TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
 # Scalings with curvature cells (zone, figures 1 and 6) and with training cells (2, 4, 5).
 SCALINGS_OF = {
     "curvature": list(config["curvature"]["scalings"]),
@@ -61,6 +66,8 @@ FIGURE_INPUTS = {
     7: {"curvature": None, "training": None, "zone": None},
 }
 TRAINED = "in training.scalings (and training.enabled: true)"
+# Figures drawn from training cells: only for the trained pairs.
+TRAINING_FIGURES = (2, 4, 5, 7)
 FIGURE_NEEDS = {
     2: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
     3: ("'layernorm' or 'combined' in variants", bool(KL_PAIRS)),
@@ -116,6 +123,8 @@ def table_parts(kind, scalings=None, **pair):
     """
     configured = SCALINGS_OF["training" if kind == "training" else "curvature"]
     pairs = [(pair["architecture"], pair["dataset"])] if pair else PAIRS
+    if kind == "training":
+        pairs = [p for p in pairs if p in TRAINED_PAIRS]
     return [
         TABLE.format(kind=kind, architecture=a, dataset=d, scaling=s)
         for a, d in pairs
@@ -156,12 +165,18 @@ def figure_problem(n, pair=None):
     if present and pair is not None and pair not in figure_pairs(n):
         a, d = pair
         present, requirement = False, f"LayerNorm variants with k = 1 in the pair {a}/{d}"
+        if n in TRAINING_FIGURES:
+            trained = ", ".join(f"{x}/{y}" for x, y in TRAINED_PAIRS)
+            requirement = f"{a}/{d} in training.pairs (trained: {trained})"
     return None if present else f"figure {n} needs {requirement}"
 
 
 def figure_pairs(n):
-    """The pairs figure ``n`` is drawn for: figure 3 only those with LayerNorm variants."""
-    return KL_PAIRS if n == 3 else PAIRS
+    """The pairs figure ``n`` is drawn for: figure 3 only those with LayerNorm variants,
+    the training figures only the trained pairs."""
+    if n == 3:
+        return KL_PAIRS
+    return TRAINED_PAIRS if n in TRAINING_FIGURES else PAIRS
 
 
 def figure_tables(n):
@@ -202,6 +217,20 @@ def figure_files(n):
 def checkpoint_file(wildcards):
     """The training checkpoint of one train job (a side file, not an output)."""
     return CHECKPOINT_PATTERN.format(**dict(wildcards.items()))
+
+
+def train_execution(wildcards):
+    """How one train job runs, none of it a result: its checkpoint file (a side file, not
+    an output) and how often it saves, and how many cells it may train with
+    (training.batch_cells, batch_wait). Passed to the job, not as params (a rerun
+    trigger)."""
+    tr = config["training"]
+    return {
+        "checkpoint": checkpoint_file(wildcards),
+        "checkpoint_every": tr["checkpoint_every"],
+        "batch_cells": tr["batch_cells"],
+        "batch_wait": tr["batch_wait"],
+    }
 
 
 def claims_inputs(wildcards):

@@ -2,8 +2,11 @@
 # seed): full-batch GD (docs/method.md section 5), one Parquet row per logged epoch. The checkpoint
 # (results/checkpoints/, same keys) is not an output: Snakemake deletes the outputs of a
 # failed job, and the checkpoint must survive a kill. Its path and checkpoint_every go to
-# the job directly, not through params: params are a rerun trigger, and where a cell
-# saves its checkpoints must not rerun finished cells.
+# the job directly (train_execution in common.smk), not through params: params are a
+# rerun trigger, and where a cell saves its checkpoints must not rerun finished cells.
+# batch_cells and batch_wait (how many cells train together, docs/method.md section 5.7)
+# go the same way: they change no result. tf32 is a param only when true
+# (TRAIN_PRECISION in common.smk).
 
 
 rule train:
@@ -26,6 +29,7 @@ rule train:
         curvature_every=config["training"]["curvature_every"],
         hvp_method=config["curvature"]["hvp_method"],
         jvp_method=config["curvature"]["jvp_method"],
+        **TRAIN_PRECISION,
     run:
         job("train_cell")(
             init=input.init,
@@ -33,8 +37,7 @@ rule train:
             output=output[0],
             log=log[0],
             cell=wildcards,
-            checkpoint=checkpoint_file(wildcards),
-            checkpoint_every=config["training"]["checkpoint_every"],
             threads=threads,
+            **train_execution(wildcards),
             **params,
         )
