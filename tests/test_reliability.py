@@ -155,8 +155,9 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(tmp_path, uninterrup
 def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     # alpha = 1e120: the float64 curvature overflows (L = 3: logits ~ 1e360), float32
-    # training is non-finite at once, and joint's T = alpha^3 is inf. eta0 = 1000 makes
-    # finite cells diverge after a few steps.
+    # training is non-finite at once, joint's T = alpha^3 is inf and joint_residual's
+    # T = alpha^2 = 1e240 squares to inf in G. eta0 = 1000 makes finite cells diverge
+    # after a few steps.
     config["curvature"]["scales"]["alpha"]["extra"] = [1e120]
     config["training"]["scalings"] = ["temperature", "alpha"]
     config["training"]["scales"]["alpha"]["extra"] = [1e120]
@@ -166,7 +167,7 @@ def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
 
     curvature = pd.read_parquet(tmp_path / "results/curvature.parquet")
     extreme = curvature["scale"] == 1e120
-    assert extreme.sum() == 4  # alpha and joint, two variants
+    assert extreme.sum() == 5  # alpha and joint, two variants; joint_residual, residual
     assert curvature.loc[extreme, "nonfinite"].all()
     assert curvature.loc[extreme, "hessian_trace_ratio"].isna().all()
     assert not curvature.loc[~extreme, "nonfinite"].any()
@@ -186,7 +187,7 @@ def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
     assert (per_cell["diverged"].nunique() == 1).all()
 
     zone = pd.read_parquet(tmp_path / "results/goldilocks_zone.parquet")
-    assert len(zone) == 6 and zone["peak_value"].notna().all()
+    assert len(zone) == 7 and zone["peak_value"].notna().all()
     for n in (1, 2):
         assert (
             tmp_path / f"results/figures/fig{n}_lenet300100_synthetic.png"

@@ -431,7 +431,7 @@ def gauss_newton(jr: Tensor, logits: Tensor, temperature: float) -> Tensor:
     # a p-weighted covariance, positive semi-definite by construction and free of the
     # cancellation that the two-term form suffers when the softmax saturates.
     centered = jr - torch.einsum("ink,nk->in", jr, p).unsqueeze(-1)  # (d, N, K)
-    g = torch.einsum("ink,nk,jnk->ij", centered, p, centered) / (n * temperature**2)
+    g = torch.einsum("ink,nk,jnk->ij", centered, p, centered) / (n * temperature * temperature)
     return 0.5 * (g + g.T)
 
 

@@ -43,6 +43,11 @@ TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
 # Scalings with curvature cells (zone, figures 1 and 6) and with training cells (2, 4, 5).
+# The (architecture, dataset, scaling) parts that have cells, per stage.
+PARTS = {
+    "curvature": {(c.architecture, c.dataset, c.scaling) for c in CURVATURE_CELLS},
+    "training": {(c.architecture, c.dataset, c.scaling) for c in TRAIN_CELLS},
+}
 SCALINGS_OF = {
     "curvature": list(config["curvature"]["scalings"]),
     "training": list(config["training"]["scalings"]) if TRAINING else [],
@@ -117,19 +122,19 @@ def train_files(wildcards):
 def table_parts(kind, scalings=None, **pair):
     """Aggregated tables of ``kind``, one per pair and scaling (``pair``: just that one).
 
-    ``scalings``: those wanted (default every configured one); unconfigured ones are
-    left out. ``kind`` curvature, layer_ratios or zone come from the curvature cells,
-    training from the training cells.
+    ``scalings``: those wanted (default every configured one); unconfigured ones, and
+    (pair, scaling) parts without a cell (joint_residual of a pair with no residual
+    variant, an untrained pair), are left out. ``kind`` curvature, layer_ratios or zone
+    come from the curvature cells, training from the training cells.
     """
     configured = SCALINGS_OF["training" if kind == "training" else "curvature"]
+    present = PARTS["training" if kind == "training" else "curvature"]
     pairs = [(pair["architecture"], pair["dataset"])] if pair else PAIRS
-    if kind == "training":
-        pairs = [p for p in pairs if p in TRAINED_PAIRS]
     return [
         TABLE.format(kind=kind, architecture=a, dataset=d, scaling=s)
         for a, d in pairs
         for s in configured
-        if scalings is None or s in scalings
+        if (scalings is None or s in scalings) and (a, d, s) in present
     ]
 
 
