@@ -16,6 +16,11 @@ the claim is about, with the columns of :data:`COLUMNS`:
   in ``statistic``: a variant, scaling or table the run does not have, too few finite
   cells, no zone).
 
+Each claim function measures one variant/scaling and states only its statistic and
+comparator; :func:`_claim` registers it with its variants, scalings and threshold, runs
+it over every pair and cell, and turns a look-up that finds nothing (:func:`_need`) or
+a failed precondition (:func:`_require`) into the ``not_testable`` row with its reason.
+
 Missing tables, variants and scalings, NaN cells and a single seed never raise: a claim
 is computed on what exists, or is ``not_testable``. A table that lacks a required
 *column* is malformed input and raises ``ValueError`` naming the table and the column.
@@ -45,6 +50,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -70,6 +76,7 @@ VARIANTS = PAPER_VARIANTS + AFFINE_VARIANTS
 #: Variants whose logits scale as alpha^1 (output exponent k = 1).
 LAYERNORM_FAMILY = ("layernorm", "combined", "layernorm_affine", "combined_affine")
 INHOMOGENEOUS = ("bias", "residual", *LAYERNORM_FAMILY)
+WITHOUT_LAYERNORM = ("homogeneous", "bias", "residual")
 RATIO = "hessian_trace_ratio"
 #: Two scales are the same grid value within this in log10: grid values are stored to
 #: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
@@ -335,6 +342,21 @@ def best_accuracy(final: pd.DataFrame, column: str = "train_acc") -> pd.DataFram
     return pd.DataFrame(rows, columns=columns).sort_values("scale").reset_index(drop=True)
 
 
+def _cell_subset(
+    frame: pd.DataFrame | None, table: str, variant: str, scaling: str, absent: str
+) -> tuple[pd.DataFrame | None, str]:
+    """The rows of ``variant``/``scaling`` in the run's ``table`` table ``frame``, or None
+    and the reason (``absent``: the variant has rows, but none under ``scaling``)."""
+    if frame is None:
+        return None, f"no {table} table"
+    if variant not in set(frame["variant"]):
+        return None, f"variant '{variant}' not in the {table} table"
+    sub = frame[(frame["variant"] == variant) & (frame["scaling"] == scaling)]
+    if sub.empty:
+        return None, absent
+    return sub, ""
+
+
 @dataclass
 class PairTables:
     """One architecture/dataset pair's tables (None: the run has no such table)."""
@@ -352,15 +374,9 @@ class PairTables:
 
     def curvature_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
         """Curvature rows of ``variant``/``scaling``, or None and the reason."""
-        c = self.curvature
-        if c is None:
-            return None, "no curvature table"
-        if variant not in set(c["variant"]):
-            return None, f"variant '{variant}' not in the curvature table"
-        sub = c[(c["variant"] == variant) & (c["scaling"] == scaling)]
-        if sub.empty:
-            return None, f"scaling '{scaling}' of '{variant}' not in the curvature table"
-        return complete_seeds(sub), ""
+        absent = f"scaling '{scaling}' of '{variant}' not in the curvature table"
+        sub, why = _cell_subset(self.curvature, "curvature", variant, scaling, absent)
+        return (None, why) if sub is None else (complete_seeds(sub), "")
 
     def curve(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
         sub, why = self.curvature_rows(variant, scaling)
@@ -392,15 +408,9 @@ class PairTables:
         return hit.iloc[0], ""
 
     def final_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
-        f = self.final
-        if f is None:
-            return None, "no training table"
-        if variant not in set(f["variant"]):
-            return None, f"variant '{variant}' not in the training table"
-        sub = f[(f["variant"] == variant) & (f["scaling"] == scaling)]
-        if sub.empty:
-            return None, f"no training cells of '{variant}' under '{scaling}'"
-        return sub, ""
+        """Final-accuracy rows of ``variant``/``scaling``, or None and the reason."""
+        absent = f"no training cells of '{variant}' under '{scaling}'"
+        return _cell_subset(self.final, "training", variant, scaling, absent)
 
     def best(self, variant: str, scaling: str, column: str = "train_acc"):
         sub, why = self.final_rows(variant, scaling)
@@ -409,6 +419,11 @@ class PairTables:
         if column not in sub:
             return None, f"training table has no '{column}'"
         return best_accuracy(sub, column), ""
+
+    def best_curve(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
+        """Best final train accuracy per trained scale (index ascending), or None and why."""
+        best, why = self.best(variant, scaling)
+        return (None, why) if best is None else (best.set_index("scale")["mean"], "")
 
     def in_zone(self, variant: str, scaling: str, scales: Iterable[float]):
         """Per trained scale: True/False (nearest curvature scale in the zone), or None."""
@@ -481,16 +496,176 @@ def _untestable(variant, scaling, reason, threshold) -> dict:
     return _row(variant, scaling, f"not testable: {reason}", math.nan, threshold, None)
 
 
+class _NotTestable(Exception):
+    """Raised while a claim measures one variant/scaling: the run cannot test it (why)."""
+
+
+_T = TypeVar("_T")
+
+
+def _need(found: tuple[_T | None, str]) -> _T:
+    """The thing of a ``(thing, why)`` look-up such as :meth:`PairTables.curve`.
+
+    Raises:
+        _NotTestable: ``why``, when the thing is None.
+    """
+    thing, why = found
+    if thing is None:
+        raise _NotTestable(why)
+    return thing
+
+
+def _require(condition: bool, why: str) -> None:
+    """Raises :class:`_NotTestable` (``why``) unless ``condition``."""
+    if not condition:
+        raise _NotTestable(why)
+
+
+#: A claim's measurement: its value, the statistic in words, whether the comparator holds.
+Measured = tuple[float, str, bool]
+#: ``measure(pair, variant, scaling, thresholds, threshold) -> Measured``.
+Measure = Callable[[PairTables, str, str, dict, float], Measured]
+
+
+def _cell_rows(
+    pair: PairTables,
+    th: dict,
+    threshold: str,
+    cells: tuple[tuple[str, ...], tuple[str, ...]],
+    measure: Measure,
+) -> list[dict]:
+    """One row per variant x scaling of ``cells`` (variants, scalings): what ``measure``
+    measured there, or ``not_testable`` with the reason of the :class:`_NotTestable` it
+    raised; every row is compared with ``th[threshold]``."""
+    t = th[threshold]
+    variants, scalings = cells
+    rows = []
+    for variant in variants:
+        for scaling in scalings:
+            try:
+                value, statistic, ok = measure(pair, variant, scaling, th, t)
+            except _NotTestable as why:
+                rows.append(_untestable(variant, scaling, str(why), t))
+            else:
+                rows.append(_row(variant, scaling, statistic, value, t, ok))
+    return rows
+
+
+#: The paper's words each claim tests (with their section), by claim id, in the order of
+#: the paper: the ``paper_text`` column.
+PAPER_TEXT = {
+    "homogeneous_joint_flat": (
+        '3.1: "In homogeneous networks, the curvature stays flat across all α in this plot, '
+        'confirming that T=α^L cancels the effect of α-scaling"'
+    ),
+    "homogeneous_alpha_temperature_coincide": (
+        '3.1: "The baseline homogeneous model serves as a reference point: it shows perfect '
+        'symmetry between α- and T-scaling"'
+    ),
+    "inhomogeneous_alpha_temperature_differ": (
+        '3.1: "In contrast, the inhomogeneous networks deviate from this pattern. While a '
+        "Goldilocks zone still appears under both scaling strategies, the symmetry between them "
+        'is broken."'
+    ),
+    "zone_appears": (
+        '3.1: "across all architectures, a Goldilocks zone—marked by a peak of positive '
+        "curvature—emerges under both scaling strategies. This includes networks with biases, "
+        'residuals, and even LayerNorm"'
+    ),
+    "joint_flat_large_alpha": (
+        '3.1: "In inhomogeneous networks, we also observe flat curvature in the large-α regime, '
+        "indicating that in this regime, weight scaling can still be compensated by an "
+        'appropriate temperature scaling" (biases, residuals, LayerNorm)'
+    ),
+    "joint_breaks_small_alpha": (
+        '3.1: "However, for small α, this cancellation breaks down. The output behavior no '
+        'longer follows simple scaling rules"'
+    ),
+    "residual_small_alpha_recoverable": (
+        '3.1: "the effect of weight scaling can be approximately canceled by scaling the '
+        "temperature as T=α^(L−𝓛), yielding partial symmetry in the curvature (Appendix D). "
+        'This is the only architecture where small-α behavior remains recoverable"'
+    ),
+    "layernorm_peak_lower": '3.1: "the curvature in LayerNorm models is much lower"',
+    "layernorm_goes_negative": (
+        '3.1: "the curvature in LayerNorm models is much lower and can become negative outside '
+        'the 0-scaling zone"'
+    ),
+    "layernorm_linear_output_holds": (
+        'App. E: "confirming that the linear scaling relationship holds except when α becomes '
+        'very small" (f_{αθ} = α f_θ)'
+    ),
+    "layernorm_linear_output_breaks_small_alpha": (
+        'App. E: "when α becomes very small ... the ε term (typically added for numerical '
+        'stability) begins to dominate"; the linear scaling holds "except when α becomes very '
+        'small"'
+    ),
+    "zone_aligned_with_training": (
+        '3.2: "In networks with biases and residual connections, we observe a strong alignment '
+        "between the Goldilocks zone and trainability: both architectures achieve their best "
+        'performance near the temperature-defined curvature peak." Abstract: "both strategies '
+        'identify a Goldilocks zone aligned with better training"'
+    ),
+    "best_training_in_zone": (
+        '3.2: "both architectures achieve their best performance near the temperature-defined '
+        'curvature peak" (biases, residuals)'
+    ),
+    "curvature_ranks_training": (
+        '3.2: "both architectures achieve their best performance near the temperature-defined '
+        'curvature peak"; 4: "these zones generally align with improved trainability" (biases, '
+        "residuals)"
+    ),
+    "layernorm_curvature_disconnect": (
+        'Abstract: "layer normalization leads to lower or negative curvature, yet stable '
+        'optimization—revealing a disconnect between curvature and trainability"; 4: "its '
+        'predictive power for optimization becomes more illusive"'
+    ),
+    "residual_falls_faster": (
+        '3.2: "For residual connections, however, we note a sharper decline in trainability as '
+        'temperature increases beyond this zone."'
+    ),
+    "layernorm_trains_wide_range": (
+        '3.2: "Despite weak or even negative excess positive curvature, these models maintain '
+        'stable and high training performance across a wide temperature range."'
+    ),
+    "alpha_training_like_temperature": (
+        'App. H: "For homogeneous networks, as well as those with biases and residual '
+        "connections, we recover similar trends as previous work [11] and as our experiment "
+        'with softmax temperature scaling."'
+    ),
+    "layernorm_alpha_unstable_small_alpha": (
+        'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
+        'while they remain stable under large softmax temperatures." (LayerNorm, combined)'
+    ),
+    "layernorm_alpha_accuracy_drop_small_alpha": (
+        'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
+        'while they remain stable under large softmax temperatures."; App. E: "leading to '
+        'vanishing gradients and degraded trainability"'
+    ),
+    "test_follows_train": (
+        'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
+        'training accuracy (Figure 2)."'
+    ),
+}
+
+
 ClaimFunction = Callable[..., pd.DataFrame]
 #: Every claim, by id, in the order of the paper.
 CLAIMS: dict[str, ClaimFunction] = {}
 
 
-def _claim(claim_id: str, paper_text: str):
-    """Register ``fn(pair, thresholds) -> list[row]`` as a claim over every pair."""
+def _claim(claim_id: str, threshold: str, variants: tuple[str, ...], *scalings: str):
+    """Register ``measure`` as claim ``claim_id`` (its words: :data:`PAPER_TEXT`) over
+    every pair and every variant x scaling, compared with the threshold named ``threshold``.
 
-    def decorate(fn: Callable[[PairTables, dict], list[dict]]) -> ClaimFunction:
-        @functools.wraps(fn)
+    ``measure(pair, variant, scaling, thresholds, t)`` (``t``: that threshold's value)
+    returns :data:`Measured`, or raises :class:`_NotTestable` (through :func:`_need` and
+    :func:`_require`) when the run cannot test the claim there.
+    """
+    paper_text = PAPER_TEXT[claim_id]
+
+    def decorate(measure: Measure) -> ClaimFunction:
+        @functools.wraps(measure)
         def evaluate(
             curvature: pd.DataFrame | None = None,
             zone: pd.DataFrame | None = None,
@@ -514,7 +689,7 @@ def _claim(claim_id: str, paper_text: str):
                     **row,
                 }
                 for pair in _pairs(tables)
-                for row in fn(pair, th)
+                for row in _cell_rows(pair, th, threshold, (variants, scalings), measure)
             ]
             return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -537,6 +712,13 @@ def _spread(curve: pd.Series, mask: np.ndarray) -> tuple[float, int, int]:
     return spread, len(finite), len(values) - len(finite)
 
 
+def _flat_spread(curve: pd.Series, mask: np.ndarray, scales: str) -> tuple[float, int, int]:
+    """:func:`_spread`, not testable below two finite scales (``scales``: which, in words)."""
+    spread, n, nan = _spread(curve, mask)
+    _require(n >= 2, f"{n} finite {scales}")
+    return spread, n, nan
+
+
 def _range(scales) -> str:
     scales = np.asarray(list(scales), float)
     if len(scales) == 0:
@@ -544,38 +726,42 @@ def _range(scales) -> str:
     return f"{scales.min():.3g}..{scales.max():.3g}"
 
 
-@_claim(
-    "homogeneous_joint_flat",
-    '3.1: "In homogeneous networks, the curvature stays flat across all α in this plot, '
-    'confirming that T=α^L cancels the effect of α-scaling"',
-)
-def homogeneous_joint_flat(pair: PairTables, th: dict) -> list[dict]:
+@_claim("homogeneous_joint_flat", "flat_spread", ("homogeneous",), "joint")
+def homogeneous_joint_flat(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Homogeneous, joint: max - min of the seed-mean curve over all scales <= flat_spread."""
-    t = th["flat_spread"]
-    curve, why = pair.curve("homogeneous", "joint")
-    if curve is None:
-        return [_untestable("homogeneous", "joint", why, t)]
-    spread, n, nan = _spread(curve, np.ones(len(curve), bool))
-    if n < 2:
-        return [_untestable("homogeneous", "joint", f"{n} finite joint scale(s)", t)]
+    curve = _need(pair.curve(variant, scaling))
+    spread, n, nan = _flat_spread(curve, np.ones(len(curve), bool), "joint scale(s)")
     stat = (
         f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint scales "
         f"(alpha {_range(curve.index)}; {nan} NaN scale(s) left out); flat if <= threshold"
     )
-    return [_row("homogeneous", "joint", stat, spread, t, spread <= t)]
+    return spread, stat, spread <= t
 
 
-def _alpha_temperature_gap(pair: PairTables, variant: str) -> tuple[float, str]:
-    """max |r_alpha(alpha) - r_T(alpha^-k)| over the alphas whose T is in the T grid."""
-    a, why = pair.curve(variant, "alpha")
-    if a is None:
-        return math.nan, why
-    temp, why = pair.curve(variant, "temperature")
-    if temp is None:
-        return math.nan, why
+def _alpha_vs_temperature(
+    pair: PairTables,
+    variant: str,
+    curve_of: Callable[[str, str], tuple[pd.Series | None, str]],
+    no_depth: str,
+    words: tuple[str, str],
+) -> tuple[float, str]:
+    """max |c_alpha(alpha) - c_T(T = alpha^-k)| over the alphas where both are finite.
+
+    Args:
+        curve_of: ``(variant, scaling) -> (curve or None, why)``, e.g.
+            :meth:`PairTables.curve`; the T curve is read with :func:`value_at`.
+        no_depth: the reason when k (:meth:`PairTables.exponent`) is unknown.
+        words: ``str.format`` templates of the reason when fewer than two alphas match
+            and of the statistic; fields ``n`` (alphas), ``k``, ``exact`` (on a grid value
+            of the T curve), ``inexact`` (interpolated) and ``mean`` (of the gaps).
+
+    Returns:
+        The largest gap and the statistic in words.
+    """
+    a = _need(curve_of(variant, "alpha"))
+    temp = _need(curve_of(variant, "temperature"))
     k = pair.exponent(variant)
-    if k is None:
-        return math.nan, f"depth L of '{variant}' unknown (no 'depth' column)"
+    _require(k is not None, no_depth)
     diffs, exact = [], 0
     for alpha, value in a.items():
         if not np.isfinite(value):
@@ -584,93 +770,79 @@ def _alpha_temperature_gap(pair: PairTables, variant: str) -> tuple[float, str]:
         if np.isfinite(at_t):
             diffs.append(abs(value - at_t))
             exact += is_exact
-    if len(diffs) < 2:
-        return math.nan, f"{len(diffs)} alpha(s) with a finite T-curve value at T = alpha^-{k}"
-    gap = float(max(diffs))
-    stat = (
-        f"max over {len(diffs)} alphas of |Tr/‖H‖_F(alpha) - Tr/‖H‖_F(T = alpha^-{k})| "
-        f"({exact} on shared grid values, {len(diffs) - exact} interpolated linearly in "
-        f"log T; mean {_fmt(float(np.mean(diffs)))})"
-    )
+    too_few, statistic = words
+    _require(len(diffs) >= 2, too_few.format(n=len(diffs), k=k))
+    mean = _fmt(float(np.mean(diffs)))
+    stat = statistic.format(n=len(diffs), k=k, exact=exact, inexact=len(diffs) - exact, mean=mean)
+    return float(max(diffs)), stat
+
+
+_CURVATURE_GAP_WORDS = (
+    "{n} alpha(s) with a finite T-curve value at T = alpha^-{k}",
+    "max over {n} alphas of |Tr/‖H‖_F(alpha) - Tr/‖H‖_F(T = alpha^-{k})| ({exact} on shared "
+    "grid values, {inexact} interpolated linearly in log T; mean {mean})",
+)
+
+
+def _alpha_temperature_gap(pair: PairTables, variant: str) -> tuple[float, str]:
+    """max |r_alpha(alpha) - r_T(alpha^-k)| over the alphas whose T is in the T grid."""
+    no_depth = f"depth L of '{variant}' unknown (no 'depth' column)"
+    gap, stat = _alpha_vs_temperature(pair, variant, pair.curve, no_depth, _CURVATURE_GAP_WORDS)
+    _require(np.isfinite(gap), stat)
     return gap, stat
 
 
-@_claim(
-    "homogeneous_alpha_temperature_coincide",
-    '3.1: "The baseline homogeneous model serves as a reference point: it shows perfect '
-    'symmetry between α- and T-scaling"',
-)
-def homogeneous_alpha_temperature_coincide(pair: PairTables, th: dict) -> list[dict]:
+@_claim("homogeneous_alpha_temperature_coincide", "coincide_max_diff", ("homogeneous",), "alpha")
+def homogeneous_alpha_temperature_coincide(pair: PairTables, variant, scaling, th, t):
     """Homogeneous: alpha curve at alpha vs temperature curve at T = alpha^-L, max gap."""
-    t = th["coincide_max_diff"]
-    gap, stat = _alpha_temperature_gap(pair, "homogeneous")
-    if not np.isfinite(gap):
-        return [_untestable("homogeneous", "alpha", stat, t)]
-    return [_row("homogeneous", "alpha", stat + "; coincide if <= threshold", gap, t, gap <= t)]
+    gap, stat = _alpha_temperature_gap(pair, variant)
+    return gap, stat + "; coincide if <= threshold", gap <= t
 
 
-@_claim(
-    "inhomogeneous_alpha_temperature_differ",
-    '3.1: "In contrast, the inhomogeneous networks deviate from this pattern. While a '
-    "Goldilocks zone still appears under both scaling strategies, the symmetry between them "
-    'is broken."',
-)
-def inhomogeneous_alpha_temperature_differ(pair: PairTables, th: dict) -> list[dict]:
+@_claim("inhomogeneous_alpha_temperature_differ", "coincide_max_diff", INHOMOGENEOUS, "alpha")
+def inhomogeneous_alpha_temperature_differ(pair: PairTables, variant, scaling, th, t):
     """Each inhomogeneous variant: the alpha/T gap (T = alpha^-k) exceeds coincide_max_diff."""
-    t = th["coincide_max_diff"]
-    rows = []
-    for variant in INHOMOGENEOUS:
-        gap, stat = _alpha_temperature_gap(pair, variant)
-        if not np.isfinite(gap):
-            rows.append(_untestable(variant, "alpha", stat, t))
-        else:
-            rows.append(_row(variant, "alpha", stat + "; differ if > threshold", gap, t, gap > t))
-    return rows
+    gap, stat = _alpha_temperature_gap(pair, variant)
+    return gap, stat + "; differ if > threshold", gap > t
 
 
-@_claim(
-    "zone_appears",
-    '3.1: "across all architectures, a Goldilocks zone—marked by a peak of positive '
-    "curvature—emerges under both scaling strategies. This includes networks with biases, "
-    'residuals, and even LayerNorm"',
-)
-def zone_appears(pair: PairTables, th: dict) -> list[dict]:
+def _peak_interior(curve: pd.Series | None, z: pd.Series, peak: float):
+    """Whether the zone row's peak lies inside the curve's finite range (None: not
+    checked), and where it lies, in words."""
+    if curve is None or not np.isfinite(peak):
+        return None, "interior not checked (no curvature rows)"
+    finite = curve[np.isfinite(curve.to_numpy(float))]
+    peak_scale = float(z.get("peak_scale", math.nan))
+    if not np.isfinite(peak_scale) and len(finite):
+        peak_scale = float(finite.idxmax())
+    ends = (finite.index.min(), finite.index.max()) if len(finite) else ()
+    interior = len(finite) >= 3 and not any(
+        abs(math.log10(peak_scale) - math.log10(e)) <= LOG_TOL for e in ends
+    )
+    where = (
+        f"peak at {_fmt(peak_scale)} "
+        f"{'inside' if interior else 'at an end of'} the finite range "
+        f"{_range(finite.index)}"
+    )
+    return interior, where
+
+
+@_claim("zone_appears", "zone_peak_min", VARIANTS, "alpha", "temperature")
+def zone_appears(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Every variant, alpha and T: finite zone bounds, peak > zone_peak_min, peak interior."""
-    t = th["zone_peak_min"]
-    rows = []
-    for variant in VARIANTS:
-        for scaling in ("alpha", "temperature"):
-            z, why = pair.zone_row(variant, scaling)
-            if z is None:
-                _, cwhy = pair.curvature_rows(variant, scaling)
-                rows.append(_untestable(variant, scaling, cwhy or why, t))
-                continue
-            peak = float(z["peak_value"])
-            bounded = np.isfinite(float(z["lower"])) and np.isfinite(float(z["upper"]))
-            curve, _ = pair.curve(variant, scaling)
-            interior, where = None, "interior not checked (no curvature rows)"
-            if curve is not None and np.isfinite(peak):
-                finite = curve[np.isfinite(curve.to_numpy(float))]
-                peak_scale = float(z.get("peak_scale", math.nan))
-                if not np.isfinite(peak_scale) and len(finite):
-                    peak_scale = float(finite.idxmax())
-                ends = (finite.index.min(), finite.index.max()) if len(finite) else ()
-                interior = len(finite) >= 3 and not any(
-                    abs(math.log10(peak_scale) - math.log10(e)) <= LOG_TOL for e in ends
-                )
-                where = (
-                    f"peak at {_fmt(peak_scale)} "
-                    f"{'inside' if interior else 'at an end of'} the finite range "
-                    f"{_range(finite.index)}"
-                )
-            ok = bool(bounded and peak > t and interior is not False)
-            stat = (
-                f"peak seed-mean Tr(H)/‖H‖_F of the zone row; zone "
-                f"[{_fmt(float(z['lower']))}, {_fmt(float(z['upper']))}]; {where}; "
-                "appears if bounds finite, peak > threshold and peak interior"
-            )
-            rows.append(_row(variant, scaling, stat, peak, t, ok))
-    return rows
+    z, why = pair.zone_row(variant, scaling)
+    if z is None:
+        raise _NotTestable(pair.curvature_rows(variant, scaling)[1] or why)
+    peak = float(z["peak_value"])
+    bounded = np.isfinite(float(z["lower"])) and np.isfinite(float(z["upper"]))
+    interior, where = _peak_interior(pair.curve(variant, scaling)[0], z, peak)
+    ok = bool(bounded and peak > t and interior is not False)
+    stat = (
+        f"peak seed-mean Tr(H)/‖H‖_F of the zone row; zone "
+        f"[{_fmt(float(z['lower']))}, {_fmt(float(z['upper']))}]; {where}; "
+        "appears if bounds finite, peak > threshold and peak interior"
+    )
+    return peak, stat, ok
 
 
 def _regime(curve: pd.Series, th: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -679,34 +851,19 @@ def _regime(curve: pd.Series, th: dict) -> tuple[np.ndarray, np.ndarray]:
     return at_least(scales, r), at_most(scales, 1 / r)
 
 
-@_claim(
-    "joint_flat_large_alpha",
-    '3.1: "In inhomogeneous networks, we also observe flat curvature in the large-α regime, '
-    "indicating that in this regime, weight scaling can still be compensated by an "
-    'appropriate temperature scaling" (biases, residuals, LayerNorm)',
-)
-def joint_flat_large_alpha(pair: PairTables, th: dict) -> list[dict]:
+@_claim("joint_flat_large_alpha", "flat_spread", INHOMOGENEOUS, "joint")
+def joint_flat_large_alpha(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Inhomogeneous variants, joint: spread of the curve over alpha >= regime_alpha."""
-    t = th["flat_spread"]
-    rows = []
-    for variant in INHOMOGENEOUS:
-        curve, why = pair.curve(variant, "joint")
-        if curve is None:
-            rows.append(_untestable(variant, "joint", why, t))
-            continue
-        large, _ = _regime(curve, th)
-        spread, n, nan = _spread(curve, large)
-        if n < 2:
-            reason = f"{n} finite scale(s) with alpha >= {th['regime_alpha']:g}"
-            rows.append(_untestable(variant, "joint", reason, t))
-            continue
-        stat = (
-            f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint scales alpha >= "
-            f"{th['regime_alpha']:g} ({_range(curve.index[large])}; {nan} NaN left out); "
-            "flat if <= threshold"
-        )
-        rows.append(_row(variant, "joint", stat, spread, t, spread <= t))
-    return rows
+    curve = _need(pair.curve(variant, scaling))
+    large, _ = _regime(curve, th)
+    scales = f"scale(s) with alpha >= {th['regime_alpha']:g}"
+    spread, n, nan = _flat_spread(curve, large, scales)
+    stat = (
+        f"max-min of seed-mean Tr(H)/‖H‖_F over {n} joint scales alpha >= "
+        f"{th['regime_alpha']:g} ({_range(curve.index[large])}; {nan} NaN left out); "
+        "flat if <= threshold"
+    )
+    return spread, stat, spread <= t
 
 
 def _small_alpha_departure(curve: pd.Series, th: dict) -> tuple[float, str]:
@@ -729,47 +886,22 @@ def _small_alpha_departure(curve: pd.Series, th: dict) -> tuple[float, str]:
     return departure, stat
 
 
-@_claim(
-    "joint_breaks_small_alpha",
-    '3.1: "However, for small α, this cancellation breaks down. The output behavior no '
-    'longer follows simple scaling rules"',
-)
-def joint_breaks_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+@_claim("joint_breaks_small_alpha", "flat_spread", INHOMOGENEOUS, "joint")
+def joint_breaks_small_alpha(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Inhomogeneous variants, joint: the small-alpha curve departs from the large-alpha level."""
-    t = th["flat_spread"]
-    rows = []
-    for variant in INHOMOGENEOUS:
-        curve, why = pair.curve(variant, "joint")
-        if curve is None:
-            rows.append(_untestable(variant, "joint", why, t))
-            continue
-        value, stat = _small_alpha_departure(curve, th)
-        if not np.isfinite(value):
-            rows.append(_untestable(variant, "joint", stat, t))
-        else:
-            rows.append(_row(variant, "joint", stat, value, t, value > t))
-    return rows
+    value, stat = _small_alpha_departure(_need(pair.curve(variant, scaling)), th)
+    _require(np.isfinite(value), stat)
+    return value, stat, value > t
 
 
-@_claim(
-    "residual_small_alpha_recoverable",
-    '3.1: "the effect of weight scaling can be approximately canceled by scaling the '
-    "temperature as T=α^(L−𝓛), yielding partial symmetry in the curvature (Appendix D). "
-    'This is the only architecture where small-α behavior remains recoverable"',
-)
-def residual_small_alpha_recoverable(pair: PairTables, th: dict) -> list[dict]:
+@_claim("residual_small_alpha_recoverable", "flat_spread", ("residual",), "joint_residual")
+def residual_small_alpha_recoverable(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Residual, joint_residual (T = alpha^(L-𝓛)): flat over alpha <= 1/regime_alpha."""
-    t = th["flat_spread"]
-    curve, why = pair.curve("residual", "joint_residual")
-    if curve is None:
-        return [_untestable("residual", "joint_residual", why, t)]
-    _, small = _regime(curve, th)
-    spread, n, nan = _spread(curve, small)
-    if n < 2:
-        reason = f"{n} finite scale(s) with alpha <= {1 / th['regime_alpha']:g}"
-        return [_untestable("residual", "joint_residual", reason, t)]
+    curve = _need(pair.curve(variant, scaling))
+    scales = f"scale(s) with alpha <= {1 / th['regime_alpha']:g}"
+    spread, n, nan = _flat_spread(curve, _regime(curve, th)[1], scales)
     contrast = ""
-    joint, _ = pair.curve("residual", "joint")
+    joint, _ = pair.curve(variant, "joint")
     if joint is not None:
         j_spread, _, _ = _spread(joint, _regime(joint, th)[1])
         contrast = f"; under joint (T = alpha^L) the same spread is {_fmt(j_spread)}"
@@ -778,62 +910,41 @@ def residual_small_alpha_recoverable(pair: PairTables, th: dict) -> list[dict]:
         f"{1 / th['regime_alpha']:g} ({nan} NaN left out){contrast}; recoverable if <= "
         "threshold"
     )
-    return [_row("residual", "joint_residual", stat, spread, t, spread <= t)]
+    return spread, stat, spread <= t
 
 
-@_claim(
-    "layernorm_peak_lower",
-    '3.1: "the curvature in LayerNorm models is much lower"',
-)
-def layernorm_peak_lower(pair: PairTables, th: dict) -> list[dict]:
+@_claim("layernorm_peak_lower", "peak_lower_ratio", LAYERNORM_FAMILY, "alpha", "temperature")
+def layernorm_peak_lower(pair: PairTables, variant, scaling, th, t) -> Measured:
     """LayerNorm variants, alpha and T: zone peak / homogeneous zone peak < peak_lower_ratio."""
-    t = th["peak_lower_ratio"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        for scaling in ("alpha", "temperature"):
-            z, why = pair.zone_row(variant, scaling)
-            ref, rwhy = pair.zone_row("homogeneous", scaling)
-            if z is None or ref is None:
-                _, cwhy = pair.curvature_rows(variant, scaling)
-                rows.append(_untestable(variant, scaling, cwhy or why or rwhy, t))
-                continue
-            peak, base = float(z["peak_value"]), float(ref["peak_value"])
-            if not (np.isfinite(base) and base > 0):
-                reason = f"homogeneous peak {_fmt(base)} under {scaling} is not positive"
-                rows.append(_untestable(variant, scaling, reason, t))
-                continue
-            ratio = peak / base
-            stat = (
-                f"peak seed-mean Tr(H)/‖H‖_F {_fmt(peak)} divided by the homogeneous peak "
-                f"{_fmt(base)}; much lower if < threshold"
-            )
-            rows.append(_row(variant, scaling, stat, ratio, t, ratio < t))
-    return rows
+    z, why = pair.zone_row(variant, scaling)
+    ref, rwhy = pair.zone_row("homogeneous", scaling)
+    if z is None or ref is None:
+        raise _NotTestable(pair.curvature_rows(variant, scaling)[1] or why or rwhy)
+    peak, base = float(z["peak_value"]), float(ref["peak_value"])
+    positive = np.isfinite(base) and base > 0
+    _require(positive, f"homogeneous peak {_fmt(base)} under {scaling} is not positive")
+    ratio = peak / base
+    stat = (
+        f"peak seed-mean Tr(H)/‖H‖_F {_fmt(peak)} divided by the homogeneous peak "
+        f"{_fmt(base)}; much lower if < threshold"
+    )
+    return ratio, stat, ratio < t
 
 
 @_claim(
-    "layernorm_goes_negative",
-    '3.1: "the curvature in LayerNorm models is much lower and can become negative outside '
-    'the 0-scaling zone"',
+    "layernorm_goes_negative", "negative_max", LAYERNORM_FAMILY, "alpha", "joint", "temperature"
 )
-def layernorm_goes_negative(pair: PairTables, th: dict) -> list[dict]:
+def layernorm_goes_negative(pair: PairTables, variant, scaling, th, t) -> Measured:
     """LayerNorm variants, each curvature scaling: min of the seed-mean curve < negative_max."""
-    t = th["negative_max"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        for scaling in ("alpha", "joint", "temperature"):
-            curve, why = pair.curve(variant, scaling)
-            finite = None if curve is None else curve[np.isfinite(curve.to_numpy(float))]
-            if finite is None or finite.empty:
-                rows.append(_untestable(variant, scaling, why or "no finite scale", t))
-                continue
-            low = float(finite.min())
-            stat = (
-                f"min of seed-mean Tr(H)/‖H‖_F over {len(finite)} finite scales "
-                f"(at {_fmt(float(finite.idxmin()))}); negative if < threshold"
-            )
-            rows.append(_row(variant, scaling, stat, low, t, low < t))
-    return rows
+    curve = _need(pair.curve(variant, scaling))
+    finite = curve[np.isfinite(curve.to_numpy(float))]
+    _require(not finite.empty, "no finite scale")
+    low = float(finite.min())
+    stat = (
+        f"min of seed-mean Tr(H)/‖H‖_F over {len(finite)} finite scales "
+        f"(at {_fmt(float(finite.idxmin()))}); negative if < threshold"
+    )
+    return low, stat, low < t
 
 
 # ------------------------------------------------------------------------ appendix E
@@ -848,65 +959,43 @@ def _kl_curve(pair: PairTables, variant: str) -> tuple[pd.Series | None, str]:
     return sub.groupby("alpha")["logit_rel_error"].mean().sort_index().astype(float), ""
 
 
-@_claim(
-    "layernorm_linear_output_holds",
-    'App. E: "confirming that the linear scaling relationship holds except when α becomes '
-    'very small" (f_{αθ} = α f_θ)',
-)
-def layernorm_linear_output_holds(pair: PairTables, th: dict) -> list[dict]:
+def _kl_part(pair: PairTables, variant: str, bound: float, small: bool) -> pd.Series:
+    """Seed-mean relative logit deviation at the finite alphas <= ``bound`` (``small``)
+    or >= ``bound``; not testable when there is none."""
+    curve = _need(_kl_curve(pair, variant))
+    side, sign = (at_most, "<=") if small else (at_least, ">=")
+    part = curve[side(curve.index, bound)]
+    part = part[np.isfinite(part.to_numpy(float))]
+    _require(not part.empty, f"no finite alpha {sign} {bound:g}")
+    return part
+
+
+@_claim("layernorm_linear_output_holds", "linear_rel_tol", LAYERNORM_FAMILY, "alpha")
+def layernorm_linear_output_holds(pair: PairTables, variant, scaling, th, t) -> Measured:
     """LayerNorm variants: relative logit deviation <= linear_rel_tol at alpha >= 1/regime."""
-    t = th["linear_rel_tol"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        curve, why = _kl_curve(pair, variant)
-        if curve is None:
-            rows.append(_untestable(variant, "alpha", why, t))
-            continue
-        bound = 1 / th["regime_alpha"]
-        part = curve[at_least(curve.index, bound)]
-        part = part[np.isfinite(part.to_numpy(float))]
-        if part.empty:
-            rows.append(_untestable(variant, "alpha", f"no finite alpha >= {bound:g}", t))
-            continue
-        worst = float(part.max())
-        stat = (
-            f"max over {len(part)} alphas >= {bound:g} ({_range(part.index)}) of the seed-mean "
-            "‖f_{αθ} - α f_θ‖_F / ‖α f_θ‖_F; holds if <= threshold"
-        )
-        rows.append(_row(variant, "alpha", stat, worst, t, worst <= t))
-    return rows
+    bound = 1 / th["regime_alpha"]
+    part = _kl_part(pair, variant, bound, small=False)
+    worst = float(part.max())
+    stat = (
+        f"max over {len(part)} alphas >= {bound:g} ({_range(part.index)}) of the seed-mean "
+        "‖f_{αθ} - α f_θ‖_F / ‖α f_θ‖_F; holds if <= threshold"
+    )
+    return worst, stat, worst <= t
 
 
-@_claim(
-    "layernorm_linear_output_breaks_small_alpha",
-    'App. E: "when α becomes very small ... the ε term (typically added for numerical '
-    'stability) begins to dominate"; the linear scaling holds "except when α becomes very '
-    'small"',
-)
-def layernorm_linear_output_breaks_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+@_claim("layernorm_linear_output_breaks_small_alpha", "linear_rel_tol", LAYERNORM_FAMILY, "alpha")
+def layernorm_linear_output_breaks_small_alpha(pair: PairTables, variant, scaling, th, t):
     """LayerNorm variants: relative logit deviation > linear_rel_tol somewhere at small alpha."""
-    t = th["linear_rel_tol"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        curve, why = _kl_curve(pair, variant)
-        if curve is None:
-            rows.append(_untestable(variant, "alpha", why, t))
-            continue
-        bound = 1 / th["regime_alpha"]
-        part = curve[at_most(curve.index, bound)]
-        part = part[np.isfinite(part.to_numpy(float))]
-        if part.empty:
-            rows.append(_untestable(variant, "alpha", f"no finite alpha <= {bound:g}", t))
-            continue
-        worst = float(part.max())
-        above = part[part > t]
-        where = f"largest alpha above it: {_fmt(float(above.index.max()))}" if len(above) else ""
-        stat = (
-            f"max over {len(part)} alphas <= {bound:g} ({_range(part.index)}) of the seed-mean "
-            f"relative logit deviation; breaks if > threshold{'; ' + where if where else ''}"
-        )
-        rows.append(_row(variant, "alpha", stat, worst, t, worst > t))
-    return rows
+    bound = 1 / th["regime_alpha"]
+    part = _kl_part(pair, variant, bound, small=True)
+    worst = float(part.max())
+    above = part[part > t]
+    where = f"largest alpha above it: {_fmt(float(above.index.max()))}" if len(above) else ""
+    stat = (
+        f"max over {len(part)} alphas <= {bound:g} ({_range(part.index)}) of the seed-mean "
+        f"relative logit deviation; breaks if > threshold{'; ' + where if where else ''}"
+    )
+    return worst, stat, worst > t
 
 
 # ----------------------------------------------------------------------- section 3.2
@@ -915,32 +1004,17 @@ TRAIN_SCALINGS = ("temperature", "alpha")
 ALIGNED_VARIANTS = ("bias", "residual")
 
 
-@_claim(
-    "zone_aligned_with_training",
-    '3.2: "In networks with biases and residual connections, we observe a strong alignment '
-    "between the Goldilocks zone and trainability: both architectures achieve their best "
-    'performance near the temperature-defined curvature peak." Abstract: "both strategies '
-    'identify a Goldilocks zone aligned with better training"',
-)
-def zone_aligned_with_training(pair: PairTables, th: dict) -> list[dict]:
+@_claim("zone_aligned_with_training", "align_margin", ALIGNED_VARIANTS, *TRAIN_SCALINGS)
+def zone_aligned_with_training(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Bias, residual; T and alpha: mean best accuracy inside minus outside the zone."""
-    t = th["align_margin"]
-    rows = []
-    for variant in ALIGNED_VARIANTS:
-        for scaling in TRAIN_SCALINGS:
-            split, why = _zone_split(pair, variant, scaling)
-            if split is None:
-                rows.append(_untestable(variant, scaling, why, t))
-                continue
-            inside, outside, seeds = split
-            diff = float(inside["mean"].mean() - outside["mean"].mean())
-            stat = (
-                f"mean best-over-eta0 final train accuracy inside ({len(inside)} scales: "
-                f"{_fmt(inside['mean'].mean())}) minus outside the zone ({len(outside)} scales: "
-                f"{_fmt(outside['mean'].mean())}); {seeds} training seed(s); aligned if > threshold"
-            )
-            rows.append(_row(variant, scaling, stat, diff, t, diff > t))
-    return rows
+    inside, outside, seeds = _need(_zone_split(pair, variant, scaling))
+    diff = float(inside["mean"].mean() - outside["mean"].mean())
+    stat = (
+        f"mean best-over-eta0 final train accuracy inside ({len(inside)} scales: "
+        f"{_fmt(inside['mean'].mean())}) minus outside the zone ({len(outside)} scales: "
+        f"{_fmt(outside['mean'].mean())}); {seeds} training seed(s); aligned if > threshold"
+    )
+    return diff, stat, diff > t
 
 
 def _zone_split(pair: PairTables, variant: str, scaling: str):
@@ -958,112 +1032,69 @@ def _zone_split(pair: PairTables, variant: str, scaling: str):
     return (best[inside], best[~inside], int(best["seeds"].max())), ""
 
 
-@_claim(
-    "best_training_in_zone",
-    '3.2: "both architectures achieve their best performance near the temperature-defined '
-    'curvature peak" (biases, residuals)',
-)
-def best_training_in_zone(pair: PairTables, th: dict) -> list[dict]:
+@_claim("best_training_in_zone", "best_in_zone_tol", ALIGNED_VARIANTS, *TRAIN_SCALINGS)
+def best_training_in_zone(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Bias, residual; T and alpha: best accuracy inside the zone minus best outside."""
-    t = th["best_in_zone_tol"]
-    rows = []
-    for variant in ALIGNED_VARIANTS:
-        for scaling in TRAIN_SCALINGS:
-            split, why = _zone_split(pair, variant, scaling)
-            if split is None:
-                rows.append(_untestable(variant, scaling, why, t))
-                continue
-            inside, outside, seeds = split
-            top_in, top_out = (
-                inside.loc[inside["mean"].idxmax()],
-                outside.loc[outside["mean"].idxmax()],
-            )
-            diff = float(top_in["mean"] - top_out["mean"])
-            stat = (
-                f"highest best-over-eta0 final train accuracy over the {len(inside)} trained "
-                f"scale(s) in the zone ({_fmt(top_in['mean'])} at {_fmt(top_in['scale'])}) minus "
-                f"the highest over the {len(outside)} outside ({_fmt(top_out['mean'])} at "
-                f"{_fmt(top_out['scale'])}); {seeds} training seed(s); best in the zone if "
-                ">= -threshold"
-            )
-            rows.append(_row(variant, scaling, stat, diff, t, diff >= -t))
-    return rows
+    inside, outside, seeds = _need(_zone_split(pair, variant, scaling))
+    top_in = inside.loc[inside["mean"].idxmax()]
+    top_out = outside.loc[outside["mean"].idxmax()]
+    diff = float(top_in["mean"] - top_out["mean"])
+    stat = (
+        f"highest best-over-eta0 final train accuracy over the {len(inside)} trained "
+        f"scale(s) in the zone ({_fmt(top_in['mean'])} at {_fmt(top_in['scale'])}) minus "
+        f"the highest over the {len(outside)} outside ({_fmt(top_out['mean'])} at "
+        f"{_fmt(top_out['scale'])}); {seeds} training seed(s); best in the zone if "
+        ">= -threshold"
+    )
+    return diff, stat, diff >= -t
 
 
-def _rank_rows(pair: PairTables, th: dict, variants, scalings, aligned: bool) -> list[dict]:
-    """Spearman of initial curvature against best accuracy over trained scales."""
-    t = th["rank_corr_min"]
-    rows = []
-    for variant in variants:
-        for scaling in scalings:
-            best, why = pair.best(variant, scaling)
-            if best is None:
-                rows.append(_untestable(variant, scaling, why, t))
-                continue
-            curv, why = pair.curvature_at(variant, scaling, best["scale"])
-            if curv is None:
-                rows.append(_untestable(variant, scaling, why, t))
-                continue
-            rho, n = spearman(curv, best["mean"])
-            if n < th["min_points"]:
-                reason = f"{n} trained scale(s) with finite curvature and accuracy"
-                rows.append(_untestable(variant, scaling, reason, t))
-                continue
-            seeds = sorted({s for d in best["per_seed"] for s in d})
-            spread = ""
-            if len(seeds) >= 2:
-                per_seed = []
-                for seed in seeds:
-                    acc = [d.get(seed, math.nan) for d in best["per_seed"]]
-                    c_seed, _ = pair.curvature_at(variant, scaling, best["scale"], seed=seed)
-                    r, m = spearman(c_seed, acc)
-                    if m >= th["min_points"]:
-                        per_seed.append(r)
-                if per_seed:
-                    spread = (
-                        f"; per training seed {_fmt(min(per_seed))}..{_fmt(max(per_seed))} "
-                        f"({len(per_seed)} seeds)"
-                    )
-            else:
-                spread = "; 1 training seed (no spread)"
-            if aligned:
-                stat = (
-                    f"Spearman rank correlation over {n} trained scales between initial "
-                    "seed-mean Tr(H)/‖H‖_F (nearest curvature scale) and best-over-eta0 final "
-                    f"train accuracy{spread}; aligned if >= threshold"
-                )
-                ok = rho >= t
-            else:
-                stat = (
-                    f"Spearman rank correlation over {n} trained scales between initial "
-                    "seed-mean Tr(H)/‖H‖_F (nearest curvature scale) and best-over-eta0 final "
-                    f"train accuracy{spread}; disconnect if < threshold"
-                )
-                ok = rho < t
-            rows.append(_row(variant, scaling, stat, rho, t, ok))
-    return rows
+def _per_seed_spread(pair: PairTables, variant: str, scaling: str, best, th: dict) -> str:
+    """The range of the per-training-seed rank correlations, in words ("" when no seed
+    has enough points)."""
+    seeds = sorted({s for d in best["per_seed"] for s in d})
+    if len(seeds) < 2:
+        return "; 1 training seed (no spread)"
+    per_seed = []
+    for seed in seeds:
+        acc = [d.get(seed, math.nan) for d in best["per_seed"]]
+        c_seed, _ = pair.curvature_at(variant, scaling, best["scale"], seed=seed)
+        r, m = spearman(c_seed, acc)
+        if m >= th["min_points"]:
+            per_seed.append(r)
+    if not per_seed:
+        return ""
+    low, high = _fmt(min(per_seed)), _fmt(max(per_seed))
+    return f"; per training seed {low}..{high} ({len(per_seed)} seeds)"
 
 
-@_claim(
-    "curvature_ranks_training",
-    '3.2: "both architectures achieve their best performance near the temperature-defined '
-    'curvature peak"; 4: "these zones generally align with improved trainability" (biases, '
-    "residuals)",
-)
-def curvature_ranks_training(pair: PairTables, th: dict) -> list[dict]:
+def _rank_correlation(pair: PairTables, variant, scaling, th, t, aligned: bool) -> Measured:
+    """Spearman of initial curvature against best accuracy over trained scales: >= t
+    (``aligned``) or < t (a disconnect)."""
+    best = _need(pair.best(variant, scaling))
+    curv = _need(pair.curvature_at(variant, scaling, best["scale"]))
+    rho, n = spearman(curv, best["mean"])
+    _require(n >= th["min_points"], f"{n} trained scale(s) with finite curvature and accuracy")
+    spread = _per_seed_spread(pair, variant, scaling, best, th)
+    verdict = "aligned if >= threshold" if aligned else "disconnect if < threshold"
+    stat = (
+        f"Spearman rank correlation over {n} trained scales between initial "
+        "seed-mean Tr(H)/‖H‖_F (nearest curvature scale) and best-over-eta0 final "
+        f"train accuracy{spread}; {verdict}"
+    )
+    return rho, stat, (rho >= t if aligned else rho < t)
+
+
+@_claim("curvature_ranks_training", "rank_corr_min", ALIGNED_VARIANTS, *TRAIN_SCALINGS)
+def curvature_ranks_training(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Bias, residual; T and alpha: Spearman(initial curvature, best accuracy) >= threshold."""
-    return _rank_rows(pair, th, ALIGNED_VARIANTS, TRAIN_SCALINGS, aligned=True)
+    return _rank_correlation(pair, variant, scaling, th, t, aligned=True)
 
 
-@_claim(
-    "layernorm_curvature_disconnect",
-    'Abstract: "layer normalization leads to lower or negative curvature, yet stable '
-    'optimization—revealing a disconnect between curvature and trainability"; 4: "its '
-    'predictive power for optimization becomes more illusive"',
-)
-def layernorm_curvature_disconnect(pair: PairTables, th: dict) -> list[dict]:
+@_claim("layernorm_curvature_disconnect", "rank_corr_min", LAYERNORM_FAMILY, "temperature")
+def layernorm_curvature_disconnect(pair: PairTables, variant, scaling, th, t) -> Measured:
     """LayerNorm variants, T: Spearman(initial curvature, best accuracy) < rank_corr_min."""
-    return _rank_rows(pair, th, LAYERNORM_FAMILY, ("temperature",), aligned=False)
+    return _rank_correlation(pair, variant, scaling, th, t, aligned=False)
 
 
 def _slope_above_zone(pair: PairTables, variant: str, th: dict) -> tuple[float, str]:
@@ -1089,27 +1120,20 @@ def _slope_above_zone(pair: PairTables, variant: str, th: dict) -> tuple[float, 
     return slope, f"{variant}: {_fmt(slope)} over {len(above)} T in {_range(above['scale'])}"
 
 
-@_claim(
-    "residual_falls_faster",
-    '3.2: "For residual connections, however, we note a sharper decline in trainability as '
-    'temperature increases beyond this zone."',
-)
-def residual_falls_faster(pair: PairTables, th: dict) -> list[dict]:
+@_claim("residual_falls_faster", "falls_faster_margin", ("residual",), "temperature")
+def residual_falls_faster(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Slope of best accuracy per decade of T above the zone: residual minus bias < -margin."""
-    t = th["falls_faster_margin"]
     res, res_stat = _slope_above_zone(pair, "residual", th)
     bias, bias_stat = _slope_above_zone(pair, "bias", th)
-    if not np.isfinite(res):
-        return [_untestable("residual", "temperature", res_stat, t)]
-    if not np.isfinite(bias):
-        return [_untestable("residual", "temperature", f"bias: {bias_stat}", t)]
+    _require(np.isfinite(res), res_stat)
+    _require(np.isfinite(bias), f"bias: {bias_stat}")
     stat = (
         "least-squares slope of best-over-eta0 final train accuracy per decade of T, over "
         "the trained T above each variant's zone upper bound and the last trained T inside "
         f"the zone, residual minus bias "
         f"({res_stat}; {bias_stat}); faster if < -threshold"
     )
-    return [_row("residual", "temperature", stat, res - bias, t, res - bias < -t)]
+    return res - bias, stat, res - bias < -t
 
 
 def _pair_best_reference(pair: PairTables, scaling: str) -> float:
@@ -1131,83 +1155,50 @@ def _good_fraction(best: pd.DataFrame, level: float) -> tuple[float, int]:
     return float(np.mean(finite["mean"] >= level)), len(finite)
 
 
-@_claim(
-    "layernorm_trains_wide_range",
-    '3.2: "Despite weak or even negative excess positive curvature, these models maintain '
-    'stable and high training performance across a wide temperature range."',
-)
-def layernorm_trains_wide_range(pair: PairTables, th: dict) -> list[dict]:
-    """LayerNorm variants, T: fraction of trained T whose best accuracy is near the pair's best."""
-    t = th["wide_fraction"]
-    reference = _pair_best_reference(pair, "temperature")
-    level = th["good_acc_rel"] * reference
+def _good_fractions_without_layernorm(pair: PairTables, level: float) -> str:
+    """The same fraction for homogeneous, bias and residual under T, in words."""
     others = []
-    for variant in ("homogeneous", "bias", "residual"):
+    for variant in WITHOUT_LAYERNORM:
         b, _ = pair.best(variant, "temperature")
         if b is not None:
             others.append(f"{variant} {_fmt(_good_fraction(b, level)[0])}")
-    contrast = f"; for comparison: {', '.join(others)}" if others else ""
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        best, why = pair.best(variant, "temperature")
-        if best is None or not np.isfinite(reference):
-            rows.append(_untestable(variant, "temperature", why or "no finite accuracy", t))
-            continue
-        fraction, n = _good_fraction(best, level)
-        if n == 0:
-            rows.append(_untestable(variant, "temperature", "no finite best accuracy", t))
-            continue
-        stat = (
-            f"fraction of {n} trained T ({_range(best['scale'])}) whose best-over-eta0 final "
-            f"train accuracy is >= {th['good_acc_rel']:g} x the pair's best {_fmt(reference)} "
-            f"(= {_fmt(level)}){contrast}; wide if >= threshold"
-        )
-        rows.append(_row(variant, "temperature", stat, fraction, t, fraction >= t))
-    return rows
+    return f"; for comparison: {', '.join(others)}" if others else ""
+
+
+@_claim("layernorm_trains_wide_range", "wide_fraction", LAYERNORM_FAMILY, "temperature")
+def layernorm_trains_wide_range(pair: PairTables, variant, scaling, th, t) -> Measured:
+    """LayerNorm variants, T: fraction of trained T whose best accuracy is near the pair's best."""
+    reference = _pair_best_reference(pair, "temperature")
+    level = th["good_acc_rel"] * reference
+    best = _need(pair.best(variant, "temperature"))
+    _require(np.isfinite(reference), "no finite accuracy")
+    fraction, n = _good_fraction(best, level)
+    _require(n > 0, "no finite best accuracy")
+    contrast = _good_fractions_without_layernorm(pair, level)
+    stat = (
+        f"fraction of {n} trained T ({_range(best['scale'])}) whose best-over-eta0 final "
+        f"train accuracy is >= {th['good_acc_rel']:g} x the pair's best {_fmt(reference)} "
+        f"(= {_fmt(level)}){contrast}; wide if >= threshold"
+    )
+    return fraction, stat, fraction >= t
 
 
 # ------------------------------------------------------------------------ appendix H
 
 
-@_claim(
-    "alpha_training_like_temperature",
-    'App. H: "For homogeneous networks, as well as those with biases and residual '
-    "connections, we recover similar trends as previous work [11] and as our experiment "
-    'with softmax temperature scaling."',
+_ACCURACY_GAP_WORDS = (
+    "{n} trained alpha(s) with a trained T = alpha^-{k} in range",
+    "max over {n} trained alphas of |best acc(alpha) - best acc(T = alpha^-{k})| ({exact} on "
+    "shared grid values, rest interpolated in log T; mean {mean}); similar if <= threshold",
 )
-def alpha_training_like_temperature(pair: PairTables, th: dict) -> list[dict]:
+
+
+@_claim("alpha_training_like_temperature", "train_match_tol", WITHOUT_LAYERNORM, "alpha")
+def alpha_training_like_temperature(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Homogeneous, bias, residual: best accuracy at alpha vs at T = alpha^-L, max gap."""
-    t = th["train_match_tol"]
-    rows = []
-    for variant in ("homogeneous", "bias", "residual"):
-        a, why = pair.best(variant, "alpha")
-        temp, twhy = pair.best(variant, "temperature")
-        if a is None or temp is None:
-            rows.append(_untestable(variant, "alpha", why or twhy, t))
-            continue
-        k = pair.exponent(variant)
-        if k is None:
-            rows.append(_untestable(variant, "alpha", "depth L unknown (no curvature rows)", t))
-            continue
-        curve = temp.set_index("scale")["mean"]
-        diffs, exact = [], 0
-        for alpha, value in zip(a["scale"], a["mean"], strict=True):
-            at_t, is_exact = value_at(curve, alpha**-k)
-            if np.isfinite(value) and np.isfinite(at_t):
-                diffs.append(abs(value - at_t))
-                exact += is_exact
-        if len(diffs) < 2:
-            reason = f"{len(diffs)} trained alpha(s) with a trained T = alpha^-{k} in range"
-            rows.append(_untestable(variant, "alpha", reason, t))
-            continue
-        gap = float(max(diffs))
-        stat = (
-            f"max over {len(diffs)} trained alphas of |best acc(alpha) - best acc(T = "
-            f"alpha^-{k})| ({exact} on shared grid values, rest interpolated in log T; mean "
-            f"{_fmt(float(np.mean(diffs)))}); similar if <= threshold"
-        )
-        rows.append(_row(variant, "alpha", stat, gap, t, gap <= t))
-    return rows
+    no_depth = "depth L unknown (no curvature rows)"
+    gap, stat = _alpha_vs_temperature(pair, variant, pair.best_curve, no_depth, _ACCURACY_GAP_WORDS)
+    return gap, stat, gap <= t
 
 
 def _unstable(final: pd.DataFrame, th: dict) -> pd.Series:
@@ -1215,119 +1206,78 @@ def _unstable(final: pd.DataFrame, th: dict) -> pd.Series:
     return final["diverged"].astype(bool) | rise
 
 
-@_claim(
-    "layernorm_alpha_unstable_small_alpha",
-    'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
-    'while they remain stable under large softmax temperatures." (LayerNorm, combined)',
-)
-def layernorm_alpha_unstable_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+def _small_alpha_and_matched_t(a: pd.DataFrame, temp: pd.DataFrame, bound: float):
+    """The cells of ``a`` at alpha <= ``bound`` that have a trained T = 1/alpha (nearest
+    grid value), and the cells of ``temp`` at those T."""
+    small = a[at_most(a["scale"], bound)]
+    grid = sorted(set(temp["scale"]))
+    matched = {s: nearest_grid(grid, 1 / s) for s in sorted(set(small["scale"]))}
+    matched = {s: m for s, m in matched.items() if np.isfinite(m)}
+    small = small[small["scale"].isin(list(matched))]
+    return small, temp[temp["scale"].isin(set(matched.values()))]
+
+
+@_claim("layernorm_alpha_unstable_small_alpha", "instability_margin", LAYERNORM_FAMILY, "alpha")
+def layernorm_alpha_unstable_small_alpha(pair: PairTables, variant, scaling, th, t) -> Measured:
     """LayerNorm variants: unstable cells at small alpha minus at the matched large T."""
-    t = th["instability_margin"]
     bound = 1 / th["regime_alpha"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        a, why = pair.final_rows(variant, "alpha")
-        temp, twhy = pair.final_rows(variant, "temperature")
-        if a is None or temp is None:
-            rows.append(_untestable(variant, "alpha", why or twhy, t))
-            continue
-        if "max_loss" not in a:
-            rows.append(_untestable(variant, "alpha", "training table has no train_loss", t))
-            continue
-        small = a[at_most(a["scale"], bound)]
-        grid = sorted(set(temp["scale"]))
-        matched = {s: nearest_grid(grid, 1 / s) for s in sorted(set(small["scale"]))}
-        matched = {s: m for s, m in matched.items() if np.isfinite(m)}
-        small = small[small["scale"].isin(list(matched))]
-        large_t = temp[temp["scale"].isin(set(matched.values()))]
-        if small.empty or large_t.empty:
-            reason = f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range"
-            rows.append(_untestable(variant, "alpha", reason, t))
-            continue
-        frac_a = float(_unstable(small, th).mean())
-        frac_t = float(_unstable(large_t, th).mean())
-        stat = (
-            f"fraction of alpha cells with alpha <= {bound:g} ({len(small)} cells, alphas "
-            f"{_range(small['scale'])}) that diverged or whose train loss rose above "
-            f"(1 + {th['loss_rise_rel']:g}) x its epoch-0 loss ({_fmt(frac_a)}) minus the same "
-            f"fraction of temperature cells at the nearest T = 1/alpha ({len(large_t)} cells: "
-            f"{_fmt(frac_t)}); less stable if > threshold"
-        )
-        rows.append(_row(variant, "alpha", stat, frac_a - frac_t, t, frac_a - frac_t > t))
-    return rows
+    a = _need(pair.final_rows(variant, "alpha"))
+    temp = _need(pair.final_rows(variant, "temperature"))
+    _require("max_loss" in a, "training table has no train_loss")
+    small, large_t = _small_alpha_and_matched_t(a, temp, bound)
+    reason = f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range"
+    _require(not (small.empty or large_t.empty), reason)
+    frac_a = float(_unstable(small, th).mean())
+    frac_t = float(_unstable(large_t, th).mean())
+    stat = (
+        f"fraction of alpha cells with alpha <= {bound:g} ({len(small)} cells, alphas "
+        f"{_range(small['scale'])}) that diverged or whose train loss rose above "
+        f"(1 + {th['loss_rise_rel']:g}) x its epoch-0 loss ({_fmt(frac_a)}) minus the same "
+        f"fraction of temperature cells at the nearest T = 1/alpha ({len(large_t)} cells: "
+        f"{_fmt(frac_t)}); less stable if > threshold"
+    )
+    return frac_a - frac_t, stat, frac_a - frac_t > t
 
 
-@_claim(
-    "layernorm_alpha_accuracy_drop_small_alpha",
-    'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
-    'while they remain stable under large softmax temperatures."; App. E: "leading to '
-    'vanishing gradients and degraded trainability"',
-)
-def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, th: dict) -> list[dict]:
+@_claim("layernorm_alpha_accuracy_drop_small_alpha", "train_match_tol", LAYERNORM_FAMILY, "alpha")
+def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, variant, scaling, th, t):
     """LayerNorm variants: best accuracy at T = 1/alpha minus at small alpha, largest gap."""
-    t = th["train_match_tol"]
     bound = 1 / th["regime_alpha"]
-    rows = []
-    for variant in LAYERNORM_FAMILY:
-        a, why = pair.best(variant, "alpha")
-        temp, twhy = pair.best(variant, "temperature")
-        if a is None or temp is None:
-            rows.append(_untestable(variant, "alpha", why or twhy, t))
-            continue
-        curve = temp.set_index("scale")["mean"]
-        small = a[at_most(a["scale"], bound) & np.isfinite(a["mean"])]
-        gaps = []
-        for alpha, value in zip(small["scale"], small["mean"], strict=True):
-            at_t, _ = value_at(curve, 1 / alpha)
-            if np.isfinite(at_t):
-                gaps.append((at_t - value, alpha))
-        if not gaps:
-            reason = f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range"
-            rows.append(_untestable(variant, "alpha", reason, t))
-            continue
-        gap, where = max(gaps)
-        stat = (
-            f"largest deficit over {len(gaps)} trained alphas <= {bound:g} of best-over-eta0 "
-            f"final train accuracy under alpha against temperature at T = 1/alpha "
-            f"(interpolated in log T; largest at alpha = {_fmt(where)}); drop if > threshold"
-        )
-        rows.append(_row(variant, "alpha", stat, gap, t, gap > t))
-    return rows
+    a = _need(pair.best(variant, "alpha"))
+    curve = _need(pair.best_curve(variant, "temperature"))
+    small = a[at_most(a["scale"], bound) & np.isfinite(a["mean"])]
+    gaps = []
+    for alpha, value in zip(small["scale"], small["mean"], strict=True):
+        at_t, _ = value_at(curve, 1 / alpha)
+        if np.isfinite(at_t):
+            gaps.append((at_t - value, alpha))
+    _require(bool(gaps), f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range")
+    gap, where = max(gaps)
+    stat = (
+        f"largest deficit over {len(gaps)} trained alphas <= {bound:g} of best-over-eta0 "
+        f"final train accuracy under alpha against temperature at T = 1/alpha "
+        f"(interpolated in log T; largest at alpha = {_fmt(where)}); drop if > threshold"
+    )
+    return gap, stat, gap > t
 
 
 # ------------------------------------------------------------------------ appendix I
 
 
-@_claim(
-    "test_follows_train",
-    'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
-    'training accuracy (Figure 2)."',
-)
-def heldout_follows_train(pair: PairTables, th: dict) -> list[dict]:
+@_claim("test_follows_train", "test_train_rank_min", VARIANTS, *TRAIN_SCALINGS)
+def heldout_follows_train(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Every trained variant and scaling: Spearman of seed-mean final test vs train accuracy."""
-    t = th["test_train_rank_min"]
-    rows = []
-    for variant in VARIANTS:
-        for scaling in TRAIN_SCALINGS:
-            final, why = pair.final_rows(variant, scaling)
-            if final is None:
-                rows.append(_untestable(variant, scaling, why, t))
-                continue
-            if "test_acc" not in final:
-                rows.append(_untestable(variant, scaling, "training table has no test_acc", t))
-                continue
-            cells = final.groupby(["scale", "lr_base"])[["train_acc", "test_acc"]].mean()
-            rho, n = spearman(cells["train_acc"], cells["test_acc"])
-            if n < th["min_points"]:
-                reason = f"{n} (scale, eta0) cell(s) with finite train and test accuracy"
-                rows.append(_untestable(variant, scaling, reason, t))
-                continue
-            stat = (
-                f"Spearman rank correlation over {n} (scale, eta0) cells of seed-mean final "
-                "train and test accuracy; follows if >= threshold"
-            )
-            rows.append(_row(variant, scaling, stat, rho, t, rho >= t))
-    return rows
+    final = _need(pair.final_rows(variant, scaling))
+    _require("test_acc" in final, "training table has no test_acc")
+    cells = final.groupby(["scale", "lr_base"])[["train_acc", "test_acc"]].mean()
+    rho, n = spearman(cells["train_acc"], cells["test_acc"])
+    reason = f"{n} (scale, eta0) cell(s) with finite train and test accuracy"
+    _require(n >= th["min_points"], reason)
+    stat = (
+        f"Spearman rank correlation over {n} (scale, eta0) cells of seed-mean final "
+        "train and test accuracy; follows if >= threshold"
+    )
+    return rho, stat, rho >= t
 
 
 # ---------------------------------------------------------------------------- all
