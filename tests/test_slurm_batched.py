@@ -87,8 +87,9 @@ def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
         check=True,
     )
     jobs = sb.due_jobs(dry.stdout)
-    # tiny: 2 variants x 3 scalings x 3 scales; 2 variants x 2 temperatures training cells.
-    assert len(jobs["curvature"]) == 18 and len(jobs["train"]) == 4
+    # tiny: 2 variants x 3 scalings x 3 scales + joint_residual's 3 (residual only);
+    # 2 variants x 2 temperatures training cells.
+    assert len(jobs["curvature"]) == 21 and len(jobs["train"]) == 4
     assert len(jobs["init"]) == 2 and len(jobs["data"]) == 1
     for row, layers in jobs["curvature"]:
         assert layers == row.replace(".parquet", ".layers.parquet")
@@ -103,7 +104,7 @@ def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
 
 def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
     _, out = tiny
-    assert "due (Snakemake dry run): data 1, init 2, curvature 18, train 4" in out
+    assert "due (Snakemake dry run): data 1, init 2, curvature 21, train 4" in out
     settings = sb.load_settings(sb.SETTINGS)
     settings["cells"]["curvature"].update(cells_per_slice=7, cpus=2, minutes_per_cell=0.5)
     jobs = {
