@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_batched import F32_RTOL
 
-from goldilocks import jobs
+from goldilocks import jobs, training_cell
 
 KEYS = {"architecture": "lenet300100", "dataset": "synthetic", "variant": "homogeneous"}
 TRAIN = {
@@ -228,7 +228,7 @@ def alike(a: pd.DataFrame, b: pd.DataFrame, method: str) -> None:
 def alone_cells(inputs, folder: Path, monkeypatch, method: str) -> tuple[dict, list]:
     """Batches to come use the engine ``method``: its settings (:data:`ENGINE`), and the
     cells of :data:`BATCH` each trained alone in them."""
-    monkeypatch.setattr(jobs, "TRAIN_METHOD", method)
+    monkeypatch.setattr(training_cell, "TRAIN_METHOD", method)
     settings = ENGINE[method]
     alone = [
         train(inputs, folder / f"alone{i}.parquet", *c, **settings) for i, c in enumerate(BATCH)
@@ -275,20 +275,3 @@ def test_a_batch_killed_before_its_writes_resumes_from_per_cell_checkpoints(
         log = (tmp_path / f"cell{i}.log").read_text()
         assert ("resumed from" in log and "at epoch 10" in log) == (i < 3)
     assert not list(saved.glob("*.pt"))
-
-
-def test_batch_key_names_what_cells_share():
-    from goldilocks.cells import TrainCell
-
-    def key(seed=0, variant="homogeneous", **changes):
-        c = TrainCell("lenet300100", "synthetic", variant, "temperature", "1", seed, "0.1")
-        settings = {**TRAIN, "tf32": False, **changes}
-        return jobs.batch_key(c, torch.device("cpu"), settings, own_data=False)
-
-    assert key() == key(seed=0)
-    assert key(seed=1) != key()  # a training subset is drawn from the seed
-    full = {"train_subset": None, "test_subset": None}
-    assert key(seed=1, **full) == key(**full)  # no subset: seeds share the data
-    for change in ({"epochs": 16}, {"dtype": "float64"}, {"chunk_size": 32}, {"tf32": True}):
-        assert key(**change) != key()
-    assert key(variant="residual") != key()

@@ -395,7 +395,7 @@ class Batcher:
     final state. Cells of equal ``key`` join the same open batch, so the key must name
     everything they share (architecture, variant, dataset, training and test subsets,
     epochs, log_every, dtype, device, chunk size, curvature_every, TF32, and the seed
-    where the data or a model's buffers depend on it: :func:`goldilocks.jobs.batch_key`).
+    where the data or a model's buffers depend on it: :func:`goldilocks.training_cell.batch_key`).
     The first cell's
     thread leads: it waits until the batch holds ``max_cells`` cells or ``wait_s``
     seconds have passed, closes it, and trains every cell of it with its own ``shared``
