@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from goldilocks.data import synthetic
+from goldilocks.data import prepare
 from goldilocks.initial import INIT_FORMAT, InitialState, draw, problem
 from goldilocks.io import StaleFile, load_tensors, save_tensors
 from goldilocks.scaling import scale_params
@@ -11,10 +11,7 @@ from goldilocks.scaling import scale_params
 
 @pytest.fixture(scope="module")
 def data():
-    out = synthetic()
-    scaled = out["train_images"].double() / 255.0
-    out["mean"], out["std"] = scaled.mean(dim=(0, 2, 3)).float(), scaled.std(dim=(0, 2, 3)).float()
-    return out
+    return prepare("synthetic", [], "unused")  # with the training set's mean and std
 
 
 def test_draw_is_a_function_of_the_seed(data):

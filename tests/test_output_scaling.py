@@ -43,15 +43,10 @@ def test_computed_in_float64_from_float32_inputs():
 
 
 def test_pair_table_has_one_row_per_variant_seed_and_alpha():
-    from goldilocks.data import synthetic
+    from goldilocks.data import prepare
     from goldilocks.initial import draw
 
-    data = synthetic()
-    scaled = data["train_images"].double() / 255.0
-    data["mean"], data["std"] = (
-        scaled.mean(dim=(0, 2, 3)).float(),
-        scaled.std(dim=(0, 2, 3)).float(),
-    )
+    data = prepare("synthetic", [], "unused")
     states = {
         (v, s): draw("lenet300100", "synthetic", v, s, data, 8, 4)
         for v in ("layernorm", "combined")
