@@ -98,6 +98,13 @@ def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:
     return (proc.stdout + proc.stderr).count(f"localrule {rule}:")
 
 
+def failed_before_any_job(proc: subprocess.CompletedProcess, workdir: Path) -> list[str]:
+    """The stderr lines of a run that must have stopped before any job (profile notice aside)."""
+    assert proc.returncode != 0
+    assert not (workdir / "results").exists()
+    return [ln for ln in proc.stderr.splitlines() if ln.strip() and "profile" not in ln]
+
+
 def write_config(workdir: Path, config: dict) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -242,14 +249,11 @@ def test_bad_config_is_one_line_before_any_job(tmp_path):
     config["variants"] = ["homogeneous", "batchnorm"]
     write_config(tmp_path, config)
     proc = snakemake(tmp_path, check=False)
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "profile" not in ln]
-    assert lines == [
+    assert failed_before_any_job(proc, tmp_path) == [
         "goldilocks: config key variants[1]: 'batchnorm' is invalid "
         "('batchnorm' is not one of ['homogeneous', 'bias', 'residual', 'layernorm', 'combined', "
         "'layernorm_affine', 'combined_affine'])"
     ]
-    assert not (tmp_path / "results").exists()
 
 
 def test_missing_dataset_fails_with_the_folders_searched(tmp_path):

@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_workflow import CURVATURE_COLUMNS, ROOT, TINY, jobs_run, snakemake, write_config
+from test_workflow import (
+    CURVATURE_COLUMNS,
+    ROOT,
+    TINY,
+    failed_before_any_job,
+    jobs_run,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -131,14 +139,11 @@ def test_a_factory_module_that_is_not_there_is_one_line_before_any_job(tmp_path)
     models["usermlp"]["factory"] = "usermodelz:build"
     _setup(tmp_path, models)
     proc = snakemake(tmp_path, check=False)
-    assert proc.returncode != 0
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "profile" not in ln]
-    assert lines == [
+    assert failed_before_any_job(proc, tmp_path) == [
         "goldilocks: config key models.usermlp.factory: module 'usermodelz' of "
         "'usermodelz:build' not found (searched the working directory, the repository root "
         "and the installed packages)"
     ]
-    assert not (tmp_path / "results").exists()
 
 
 def test_a_factory_that_does_not_import_fails_its_job_with_one_line(tmp_path):
