@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,25 @@ def tiny_case(architecture: str, variant: str, n: int = 12, classes: int = 3, se
     x = torch.randn(n, *shape, generator=g, dtype=torch.float64)
     y = torch.randint(0, classes, (n,), generator=g)
     return model, params, x, y
+
+
+def in_threads(calls: list[Callable[[], object]]) -> list:
+    """Run each call in its own thread, all at once (as job threads under
+    ``--force-use-threads``); their return values, or the exception each raised."""
+    results: list = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as err:  # a killed job's KeyboardInterrupt too
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 @pytest.fixture(params=VARIANTS)

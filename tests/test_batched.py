@@ -16,12 +16,12 @@ torch threads; a tolerance is a property of the dynamics, not of the batching.
 from __future__ import annotations
 
 import copy
+import functools
 import math
-import threading
 
 import pytest
 import torch
-from conftest import tiny_case
+from conftest import in_threads, tiny_case
 
 from goldilocks.batched import Batcher, Cell, Shared, batch_method, train_batched
 from goldilocks.models import build_model, init_params
@@ -304,17 +304,7 @@ def test_threads_run_batches_concurrently():
         )
 
     want = run()
-    results: list = [None, None]
-
-    def worker(j):
-        results[j] = run()
-
-    threads = [threading.Thread(target=worker, args=(j,)) for j in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for got in results:
+    for got in in_threads([run, run]):
         for a, b in zip(got, want, strict=True):
             assert_same_history(a, b, F64_RTOL)
 
@@ -347,20 +337,7 @@ def test_auto_method():
 
 def _batcher_run(batcher, jobs):
     """Run ``jobs`` (key, Cell, Shared) as concurrent threads; their states or errors."""
-    results: list = [None] * len(jobs)
-
-    def worker(j, key, cell, shared):
-        try:
-            results[j] = batcher.train(key, cell, shared)
-        except Exception as err:
-            results[j] = err
-
-    threads = [threading.Thread(target=worker, args=(j, *job)) for j, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return in_threads([functools.partial(batcher.train, *job) for job in jobs])
 
 
 def _jobs(n_cells, key=lambda i: "pair", on_epoch=None):

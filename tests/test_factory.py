@@ -3,11 +3,13 @@ the output-exponent check, and attention through the curvature engine."""
 
 import contextlib
 import copy
+import functools
 import threading
 import time
 
 import pytest
 import torch
+from conftest import in_threads
 from test_curvature import _dense_references, _rel
 
 from goldilocks import factory, initial
@@ -183,11 +185,7 @@ def test_threaded_initialisation_equals_serial_and_leaves_the_global_rng_alone()
             barrier.wait()
             out[seed] = initial.draw_params("testmlp", "synthetic", "slow", seed)[0]
 
-        threads = [threading.Thread(target=work, args=(s,)) for s in seeds]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        assert in_threads([functools.partial(work, s) for s in seeds]) == [None] * len(seeds)
         return out
 
     def same(a, b):
@@ -316,7 +314,7 @@ def test_math_attention_is_thread_safe_and_restores_the_switches():
     """Two threads in and out of math attention at once: inside, only math is on; after
     the last one leaves, the switches are as before."""
     before = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.mha.get_fastpath_enabled())
-    inside, errors = [], []
+    inside = []
 
     def work():
         for _ in range(50):
@@ -328,12 +326,8 @@ def test_math_attention_is_thread_safe_and_restores_the_switches():
                     and not torch.backends.mha.get_fastpath_enabled()
                 )
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(inside) == 150 and all(inside)
+    assert in_threads([work] * 3) == [None] * 3  # no thread raised
+    assert len(inside) == 150 and all(inside)
     after = (torch.backends.cuda.flash_sdp_enabled(), torch.backends.mha.get_fastpath_enabled())
     assert after == before == (True, True)
 

@@ -3,12 +3,13 @@ cells batched by their job threads."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import in_threads
 from test_batched import F32_RTOL
 
 from goldilocks import jobs, training_cell
@@ -108,11 +109,7 @@ def test_cells_next_to_each_other_equal_cells_alone(inputs, tmp_path):
         lambda: train(inputs, tmp_path / "t3.parquet", scale="10"),
         lambda: curvature(inputs, tmp_path / "c3.parquet", scale="10"),
     ]
-    threads = [threading.Thread(target=f) for f in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert not [r for r in in_threads(runs) if isinstance(r, BaseException)]
     same(alone[0], pd.read_parquet(tmp_path / "t2.parquet"))
     same(alone[1], pd.read_parquet(tmp_path / "c2.parquet"))
 
@@ -191,23 +188,14 @@ def train_together(inputs, folder: Path, checkpoints: Path | None = None, **chan
     """The cells of :data:`BATCH` as concurrent job threads (as under
     ``--force-use-threads``) with ``batch_cells=4``, each with its checkpoint in
     ``checkpoints`` (every 5 epochs) when given: their tables, or the error raised."""
-    results: list = [None] * len(BATCH)
 
     def job(i, scale, lr_base):
         run = {**changes, "batch_cells": 4, "batch_wait": 60}
         if checkpoints is not None:
             run.update(every=5, checkpoint=str(checkpoints / f"cell{i}.pt"))
-        try:
-            results[i] = train(inputs, folder / f"cell{i}.parquet", scale, lr_base, **run)
-        except BaseException as err:  # a killed job's KeyboardInterrupt too
-            results[i] = err
+        return train(inputs, folder / f"cell{i}.parquet", scale, lr_base, **run)
 
-    threads = [threading.Thread(target=job, args=(i, *c)) for i, c in enumerate(BATCH)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return in_threads([functools.partial(job, i, *c) for i, c in enumerate(BATCH)])
 
 
 def alike(a: pd.DataFrame, b: pd.DataFrame, method: str) -> None:
