@@ -204,19 +204,25 @@ def figure_tables(n):
 
 
 def figure_files(n):
-    """Input function: PDF and PNG of figure ``n`` for every configured pair."""
+    """Input function: :func:`figure_outputs` of figure ``n``, or a one-line exit when
+    the config has no data for it."""
 
     def files(wildcards):
         problem = figure_problem(n)
         if problem:
             sys.exit(f"goldilocks: {problem}; asked for rule fig{n}")
-        return [
-            FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
-            for a, d in figure_pairs(n)
-            for e in ("pdf", "png")
-        ]
+        return figure_outputs(n)
 
     return files
+
+
+def figure_outputs(n):
+    """PDF and PNG of figure ``n`` for every pair it is drawn for."""
+    return [
+        FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
+        for a, d in figure_pairs(n)
+        for e in ("pdf", "png")
+    ]
 
 
 def checkpoint_file(wildcards):
@@ -263,11 +269,7 @@ def final_targets():
         targets.append("results/kl_layernorm.parquet")
     for n in FIGURES:
         if figure_problem(n) is None:
-            targets += [
-                FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
-                for a, d in figure_pairs(n)
-                for e in ("pdf", "png")
-            ]
+            targets += figure_outputs(n)
     return targets
 
 
