@@ -45,15 +45,20 @@ def batch_key(cell: TrainCell, device: torch.device, settings: Mapping, own_data
     subset is set (the subsets are drawn from the seed) or ``own_data`` (a registered
     model's buffers, saved per seed). Everything else (alpha, T, rate, the
     initialisation) is the cell's own."""
-    subset = settings["train_subset"] or settings["test_subset"]
     return (
         cell.architecture,
         cell.dataset,
         cell.variant,
         str(device),
         *(settings[k] for k in ckpt.RESUME_SETTINGS),
-        cell.seed if subset or own_data else None,
+        cell.seed if own_data else _data_seed(cell.seed, settings),
     )
+
+
+def _data_seed(seed: int, settings: Mapping) -> int | None:
+    """The seed a cell's training and test data depend on: its own when a subset is
+    drawn (``train_subset`` or ``test_subset``), else None (every seed, the same data)."""
+    return seed if settings["train_subset"] or settings["test_subset"] else None
 
 
 class Clock:
@@ -84,9 +89,8 @@ def _training_data(path: str, seed: int, device: torch.device, settings: Mapping
 
     subsets = (settings["train_subset"], settings["test_subset"])
     dtype = dtype_of(settings["dtype"])
-    seed_or_none = seed if any(subsets) else None
     stamp = (os.path.realpath(path), os.stat(path).st_mtime_ns)
-    key = ("training data", *stamp, seed_or_none, *subsets, dtype, str(device))
+    key = ("training data", *stamp, _data_seed(seed, settings), *subsets, dtype, str(device))
     return key, lambda: training_data(load_tensors(path), seed, *subsets, dtype, device)
 
 
