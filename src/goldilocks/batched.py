@@ -17,14 +17,12 @@ Two engines:
 - ``loop``: the cells one after another, each exactly as
   :func:`~goldilocks.training.train` runs it.
 
-``auto`` picks ``vmap`` on a GPU and ``loop`` on the CPU. Measured on this project's
-2-core CPU (one torch thread, float32, ``benchmarks/training.py``, CPU time per cell
-epoch, batched over alone): a LeNet-300-100 epoch on 512 images is already at 1.9x its
-arithmetic floor alone, and ``vmap`` gained nothing (1.01x at K = 16, 0.72x at K = 64);
-grouped convolutions are slower than the cells one by one (LeNet-5 0.46-0.50x at
-K = 16-64 on 512 images; ResNet-4 0.30-0.38x at K = 16-64 on 64 images). ``loop`` costs
-what alone costs and gives bit-identical histories. On a GPU ``vmap`` is the point of
-batching; its speed there is measured by the same benchmark, not assumed here.
+``auto`` picks ``vmap`` on a GPU and ``loop`` on the CPU: on this project's 2-core CPU a
+cell alone is already within a few times its arithmetic floor, ``vmap`` gains nothing for
+the MLP and grouped convolutions are slower than the cells one by one, while ``loop``
+costs what alone costs and gives bit-identical histories (``benchmarks/training.py``;
+docs/performance.md, "Training many cells at once", has the table). On a GPU ``vmap`` is
+the point of batching; its speed there is measured by the same benchmark, not assumed.
 
 A cell whose loss turns non-finite gets its divergence row (exactly as alone) and leaves
 the batch: it is never updated again and the others go on. Cells may start at different
