@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -46,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import sync  # noqa: E402
+from timing import CLOCK  # noqa: E402
+from timing import timed as _timed  # noqa: E402
 
 from goldilocks.batched import make_engine  # noqa: E402
 from goldilocks.models import build_model, init_params  # noqa: E402
@@ -62,25 +62,9 @@ CASES = (
 )
 
 
-#: The clock of :func:`timed`: wall time, or on the CPU with one torch thread optionally
-#: the CPU time of the calling thread (which runs all of torch's work then), which does
-#: not count the time other processes hold the core: on a shared machine the wall clock
-#: measures the load as much as the code.
-CLOCK = {"wall": time.perf_counter, "cpu": time.thread_time}
-
-
 def timed(fn, device: torch.device, repeats: int, clock: str = "wall") -> float:
     """Best time of ``fn()`` over ``repeats`` calls after one warm-up call."""
-    now = CLOCK[clock]
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = now()
-        fn()
-        sync(device)
-        times.append(now() - start)
-    return min(times)
+    return _timed(fn, device, repeats, clock, best=True)
 
 
 def counted(fn) -> tuple[object, int]:
