@@ -236,6 +236,32 @@ def test_alpha_scales_all_but_the_exempt_parameters(data):
         assert torch.equal(p.params[name], value * factor), name
 
 
+def test_figure_3_kl_leaves_the_exempt_parameters_alone(data):
+    """The KL stage scales a registered model as its cells do: the ``alpha_exempt``
+    parameters stay, everything else is times alpha (checked against a direct forward)."""
+    import torch.nn.functional as F
+
+    from goldilocks.output_scaling import pair_table
+
+    state = initial.draw("testmlp", "synthetic", "normed", 0, data, 8, 4)
+    scales = {"log10_min": -1.0, "log10_max": 1.0, "num": 3}
+    table = pair_table("testmlp", "synthetic", {("normed", 0): state}, scales)
+    model = initial.model_of("testmlp", "synthetic", "normed", state.buffers)
+    exempt = {name for name in state.params if name.startswith("norm.")}
+    assert exempt and exempt != set(state.params)
+    x = state.batch_x.double()
+
+    def kl_of(alpha, fixed):
+        log_p = F.log_softmax(alpha * forward(model, state.params, x), dim=1)
+        log_q = F.log_softmax(forward(model, scale_params(state.params, alpha, fixed), x), dim=1)
+        return (log_p.exp() * (log_p - log_q)).sum(dim=1).clamp_min(0.0).mean().item()
+
+    for alpha, kl in zip(table["alpha"], table["kl"], strict=True):
+        assert kl == pytest.approx(kl_of(alpha, exempt), rel=1e-9, abs=1e-15), alpha
+        if alpha != 1.0:  # control: scaling the exempt parameters too gives another KL
+            assert abs(kl - kl_of(alpha, ())) > 1e-6, alpha
+
+
 @pytest.mark.parametrize("variant", list(K))
 def test_measured_output_exponent(data, variant):
     state = initial.draw("testmlp", "synthetic", variant, 0, data, 16, 4)

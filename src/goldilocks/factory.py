@@ -28,12 +28,13 @@ import contextlib
 import importlib
 import math
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from goldilocks.registered import RegisteredDescription
+from goldilocks.scaling import EXEMPT_ATTRIBUTE, alpha_fixed, scale_params
 
 #: Held by every use of torch's global CPU generator (building a registered model).
 GLOBAL_RNG_LOCK = threading.Lock()
@@ -165,6 +166,8 @@ def model_for(
         prefix, _, leaf = name.rpartition(".")
         value = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
         setattr(model.get_submodule(prefix), leaf, value)
+    exempt = description.exempt(name for name, _ in model.named_parameters())
+    setattr(model, EXEMPT_ATTRIBUTE, exempt)  # read by scaling.alpha_fixed
     return model
 
 
@@ -244,17 +247,17 @@ def output_slope(
     params: dict[str, Tensor],
     x: Tensor,
     window: tuple[float, float],
-    exempt: Collection[str] = (),
 ) -> float:
     """Least-squares slope of ``log ||f_{alpha theta}(x)||_F`` against ``log alpha`` at
     :data:`EXPONENT_POINTS` log-spaced alphas over ``10^window``, in float64 (NaN where a
-    norm is zero or not finite)."""
+    norm is zero or not finite); alpha scales what it scales in the cells
+    (:func:`goldilocks.scaling.alpha_fixed` is left alone)."""
     from goldilocks.models import forward
-    from goldilocks.scaling import scale_params
 
     theta = {k: v.to(torch.float64) for k, v in params.items()}
     x = x.to(torch.float64)
     low, high = window
+    exempt = alpha_fixed(model)
     logs_a, logs_f = [], []
     for i in range(EXPONENT_POINTS):
         log_a = low + (high - low) * i / (EXPONENT_POINTS - 1)
@@ -273,7 +276,6 @@ def check_output_exponent(
     model: nn.Module,
     params: dict[str, Tensor],
     x: Tensor,
-    exempt: Collection[str] = (),
 ) -> float:
     """The measured output exponent (:func:`output_slope`); a declared ``k`` further
     than :data:`EXPONENT_TOLERANCE` from it is refused.
@@ -284,7 +286,7 @@ def check_output_exponent(
     """
     declared = description.output_exponent
     window = exponent_window(declared)
-    measured = output_slope(model, params, x, window, exempt)
+    measured = output_slope(model, params, x, window)
     if declared is not None and not abs(measured - declared) <= EXPONENT_TOLERANCE:
         arch, variant = description.architecture, description.variant.name
         raise ModelError(

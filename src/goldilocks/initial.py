@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -118,13 +117,6 @@ def model_of(
     return model_for(description, shape, classes, buffers or {}, device, dtype)
 
 
-def alpha_exempt(architecture: str, variant: str, names: Iterable[str]) -> frozenset[str]:
-    """The parameters among ``names`` that alpha leaves alone: a registered model's
-    ``alpha_exempt`` matches; none for the built-ins (docs/method.md section 3.5)."""
-    description = registered(architecture, variant)
-    return frozenset() if description is None else description.exempt(names)
-
-
 def draw_params(
     architecture: str, dataset: str, variant: str, seed: int
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -182,8 +174,7 @@ def check_output_exponent(
     from goldilocks.factory import check_output_exponent as check
 
     model = model_of(architecture, dataset, variant, state.buffers)
-    exempt = alpha_exempt(architecture, variant, state.params)
-    return check(description, model, state.params, state.batch_x, exempt)
+    return check(description, model, state.params, state.batch_x)
 
 
 def problem(
@@ -198,13 +189,13 @@ def problem(
 ) -> Problem:
     """A cell's curvature problem: its model, ``alpha * theta``, the batch and ``R``, on
     ``device`` in ``dtype`` (the parameters are cast first, then scaled; an affine
-    LayerNorm's gain and shift are not scaled, :func:`goldilocks.scaling.alpha_fixed`)."""
+    LayerNorm's gain and shift and a registered model's ``alpha_exempt`` are not scaled,
+    :func:`goldilocks.scaling.alpha_fixed`)."""
     theta = {k: v.to(device=device, dtype=dtype) for k, v in state.params.items()}
     model = model_of(architecture, dataset, variant, state.buffers, device, dtype)
-    keys = (architecture, variant)
     return Problem(
         model=model,
-        params=scale_params(theta, alpha, alpha_fixed(model) | alpha_exempt(*keys, theta)),
+        params=scale_params(theta, alpha, alpha_fixed(model)),
         x=state.batch_x.to(device=device, dtype=dtype),
         y=state.batch_y.to(device),
         temperature=temperature,

@@ -16,7 +16,7 @@ hide the eps regime's onset. At ``alpha = 1`` both are exactly 0.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 import torch
@@ -35,7 +35,6 @@ def scaled_output_kl(
     params: dict[str, Tensor],
     x: Tensor,
     alpha: float,
-    exempt: Collection[str] = (),
 ) -> dict[str, float]:
     """KL between the linearly predicted and the actual softmax output at ``alpha``.
 
@@ -44,7 +43,6 @@ def scaled_output_kl(
         params: its unscaled parameters ``theta`` (cast to float64 here).
         x: a batch of inputs ``(N, C, H, W)`` (cast to float64 here).
         alpha: the weight scale.
-        exempt: parameters alpha leaves alone (a registered model's ``alpha_exempt``).
 
     Returns:
         ``kl``: batch mean of ``KL(softmax(alpha f_theta) || softmax(f_{alpha theta}))``
@@ -54,8 +52,7 @@ def scaled_output_kl(
     theta = {k: v.to(torch.float64) for k, v in params.items()}
     x = x.to(torch.float64)
     expected = alpha * forward(model, theta, x)  # (N, K)
-    fixed = alpha_fixed(model) | frozenset(exempt)
-    actual = forward(model, scale_params(theta, alpha, fixed), x)  # (N, K)
+    actual = forward(model, scale_params(theta, alpha, alpha_fixed(model)), x)  # (N, K)
     log_p, log_q = F.log_softmax(expected, dim=1), F.log_softmax(actual, dim=1)
     per_sample = (log_p.exp() * (log_p - log_q)).sum(dim=1).clamp_min(0.0)  # (N,)
     return {
@@ -72,12 +69,9 @@ def output_scaling_table(
     params: dict[str, Tensor],
     x: Tensor,
     alphas: Iterable[float],
-    exempt: Collection[str] = (),
 ) -> pd.DataFrame:
     """:func:`scaled_output_kl` at every alpha: columns ``alpha, kl, kl_max, logit_rel_error``."""
-    rows = [
-        {"alpha": float(a), **scaled_output_kl(model, params, x, float(a), exempt)} for a in alphas
-    ]
+    rows = [{"alpha": float(a), **scaled_output_kl(model, params, x, float(a))} for a in alphas]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -97,15 +91,14 @@ def pair_table(
         ``batch_size``, one row per (variant, seed, alpha).
     """
     from goldilocks.grid import log_grid
-    from goldilocks.initial import alpha_exempt, model_of
+    from goldilocks.initial import model_of
     from goldilocks.variants import describe
 
     frames = []
     for (variant, seed), state in states.items():
         alphas = log_grid(scales, describe(architecture, variant).depth)
         model = model_of(architecture, dataset, variant, state.buffers)
-        exempt = alpha_exempt(architecture, variant, state.params)
-        frame = output_scaling_table(model, state.params, state.batch_x, alphas, exempt)
+        frame = output_scaling_table(model, state.params, state.batch_x, alphas)
         keys = {"architecture": architecture, "dataset": dataset, "variant": variant}
         for i, (k, v) in enumerate({**keys, "seed": seed}.items()):
             frame.insert(i, k, v)

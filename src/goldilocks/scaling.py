@@ -8,26 +8,30 @@ from collections.abc import Collection
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: Attribute of a model that names further parameters alpha leaves alone: a registered
+#: model's ``alpha_exempt`` matches, set by :func:`goldilocks.factory.model_for`.
+EXEMPT_ATTRIBUTE = "goldilocks_alpha_exempt"
+
 
 def alpha_fixed(model: nn.Module) -> frozenset[str]:
     """Names of the parameters alpha scaling leaves alone: those of every submodule that
     sets ``alpha_fixed = True`` (the gain and shift of an affine LayerNorm,
-    :class:`goldilocks.models.Affine`). A registered model names its own in the config
-    (``alpha_exempt``, :func:`goldilocks.initial.alpha_exempt`)."""
-    return frozenset(
+    :class:`goldilocks.models.Affine`), and those a registered model's config names in
+    ``alpha_exempt`` (docs/method.md section 3.5; :data:`EXEMPT_ATTRIBUTE`)."""
+    flagged = frozenset(
         f"{prefix}.{name}" if prefix else name
         for prefix, module in model.named_modules()
         if getattr(module, "alpha_fixed", False)
         for name, _ in module.named_parameters(recurse=False)
     )
+    return flagged | getattr(model, EXEMPT_ATTRIBUTE, frozenset())
 
 
 def scale_params(
     params: dict[str, Tensor], alpha: float, fixed: Collection[str] = ()
 ) -> dict[str, Tensor]:
     """``alpha * theta``: every parameter (weights and biases) times ``alpha``, except those
-    named in ``fixed`` (:func:`alpha_fixed` of the model, or a registered model's
-    ``alpha_exempt``, docs/method.md section 3.5), which are kept as they are.
+    named in ``fixed`` (:func:`alpha_fixed` of the model), which are kept as they are.
 
     Pure: returns new tensors and leaves ``params`` untouched, so one stored
     initialisation serves every scale.
