@@ -29,13 +29,13 @@ diverge stop early.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
 import yaml
+from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -54,26 +54,14 @@ from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES  # noqa: E402
 CONFIGS = ("configs/paper.yaml", "configs/extended.yaml")
 
 
-def merged(*layers: dict) -> dict:
-    """Later layers over earlier ones, nested keys merged (as Snakemake merges configs)."""
-    out: dict = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merged(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
-
-
 def load(path: str) -> dict:
     """``config.yaml`` with ``path`` over it, validated (defaults filled in)."""
     with open(ROOT / "config.yaml") as fh:
         base = yaml.safe_load(fh)
     with open(ROOT / path) as fh:
-        config = merged(base, yaml.safe_load(fh))
+        update_config(base, yaml.safe_load(fh))  # as Snakemake merges --configfile
     with open(ROOT / "workflow" / "schemas" / "config.schema.yaml") as fh:
-        return check_config(config, yaml.safe_load(fh))
+        return check_config(base, yaml.safe_load(fh))
 
 
 def curvature_cost(config: dict, arch: str, dataset: str, device, args) -> float:
