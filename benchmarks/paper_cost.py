@@ -15,6 +15,12 @@ architecture/dataset pair, and measures on the device, once per pair:
   the config says (``auto`` resolved for the batch), beside the floor (counted FLOPs over
   the device's FP32 peak on a large SGEMM or convolution).
 
+With ``--costs FILE`` (written by ``benchmarks/training.py --save FILE`` on the same
+device), training costs come from that file instead of being measured again: a pair the
+file did not measure the same way (architecture, dataset, images, variant, chunk
+setting, engine and K) is reported as not measured and left out of the totals, which
+then say so. (A device call with a fixed budget measures each thing once this way.)
+
 Measured on ``--train-size`` images (default: the config's training set) and scaled
 linearly to the config's training set; times ``epochs`` and the pair's cell count. An
 estimate of compute, not a run: test-set evaluations, curvature along training, job
@@ -29,6 +35,7 @@ diverge stop early.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -42,7 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from timing import timed as median_time  # noqa: E402
-from training import describe, epoch_costs, setup  # noqa: E402
+from training import describe, device_name, epoch_costs, setup  # noqa: E402
 
 from goldilocks import cells, grid  # noqa: E402
 from goldilocks.batched import batch_method  # noqa: E402
@@ -75,17 +82,39 @@ def curvature_cost(config: dict, arch: str, dataset: str, device, args) -> float
     return median_time(lambda: measure(problem, *methods), device, 1)
 
 
-def training_cost(config: dict, arch: str, dataset: str, device, peak: float, args) -> dict:
-    """Seconds per cell and epoch on the config's training set: alone, batched, floor."""
+def saved_costs(saved: dict | None, arch, dataset, n, chunk, method, k) -> dict | None:
+    """``epoch_costs``'s result for these settings from ``--costs``'s file, if it has it."""
+    for case in (saved or {}).get("cases", []):
+        same = (case["architecture"], case["dataset"], case["n"], case["variant"])
+        batched = case["batched"].get(method, {}).get(str(k))
+        if same == (arch, dataset, n, "combined") and case["chunk_setting"] == chunk and batched:
+            return {
+                "flops": case["flops"],
+                "floor": case["floor"],
+                "alone": tuple(case["alone"]),
+                (method, k): tuple(batched),
+            }
+    return None
+
+
+def training_cost(
+    config: dict, arch: str, dataset: str, device, peak: float, args, saved=None
+) -> dict:
+    """Seconds per cell and epoch on the config's training set: alone, batched, floor
+    (from ``saved``, ``--costs``'s file, when given: None if it lacks these settings)."""
     tr = config["training"]
     shape, _ = DATASET_SHAPES[dataset]
     full = tr["train_subset"] or DATASET_SIZES[dataset][0]
     n = min(args.train_size or full, full)
     k = tr["batch_cells"]
     method = batch_method("auto", device)
-    costs = epoch_costs(
-        arch, shape, n, [k], [method], device, peak, args.repeats, chunk=tr["chunk_size"]
-    )
+    if saved is None:
+        costs = epoch_costs(
+            arch, shape, n, [k], [method], device, peak, args.repeats, chunk=tr["chunk_size"]
+        )
+    elif (costs := saved_costs(saved, arch, dataset, n, tr["chunk_size"], method, k)) is None:
+        print(f"{arch}/{dataset}: {args.costs} has no {method} K={k} on {n} images", flush=True)
+        return None
     scale = full / n  # an epoch's cost grows linearly with the images
     return {
         "alone": costs["alone"][0] * scale,
@@ -109,6 +138,7 @@ def estimate(path: str, config: dict, measured: dict) -> None:
         f"{'alone h':>8} {'batch h':>8} {'floor h':>8}"
     )
     totals: Counter = Counter()
+    missing = [pair for pair, (_, tr) in measured.items() if n_train[pair] and tr is None]
     for pair, (curv_s, tr) in measured.items():
         tr = tr or {"alone": 0.0, "batched": 0.0, "floor": 0.0, "k": 0, "method": "-"}
         hours = {
@@ -128,6 +158,11 @@ def estimate(path: str, config: dict, measured: dict) -> None:
         f"{totals['alone']:.2f} h one cell at a time, {totals['batched']:.2f} h batched, "
         f"floor {totals['floor']:.2f} h; whole config batched: "
         f"{totals['curv'] + totals['batched']:.2f} h"
+        + (
+            f" (INCOMPLETE: training of {', '.join('/'.join(p) for p in missing)} not measured)"
+            if missing
+            else ""
+        )
     )
 
 
@@ -139,9 +174,16 @@ def main() -> None:
     parser.add_argument("--curvature-batch", type=int, default=0, help="0: the config's")
     parser.add_argument("--subspace-dim", type=int, default=0, help="0: the config's")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--costs", default=None, help="training costs measured by "
+                        "benchmarks/training.py --save on this device")  # fmt: skip
     args = parser.parse_args()
     configs = {path: load(path) for path in args.config}
     device = setup(args.device, threads=0)
+    if args.costs and not Path(args.costs).is_file():
+        parser.error(f"--costs {args.costs}: no such file")
+    saved = json.loads(Path(args.costs).read_text()) if args.costs else None
+    if saved and saved["device"] != device_name(device):
+        parser.error(f"--costs {args.costs}: measured on {saved['device']}, not this device")
     peak = describe(device, args.repeats, "wall")
     curvature: dict = {}  # measured once per pair and settings, shared by the configs
     training: dict = {}
@@ -155,7 +197,7 @@ def main() -> None:
             tr = config["training"]
             tkey = (pair, *(tr[k] for k in ("batch_cells", "chunk_size", "train_subset")))
             if pair in trained and tkey not in training:
-                training[tkey] = training_cost(config, *pair, device, peak, args)
+                training[tkey] = training_cost(config, *pair, device, peak, args, saved)
             measured[pair] = (curvature[ckey], training.get(tkey) if pair in trained else None)
         estimate(path, config, measured)
 

@@ -26,6 +26,10 @@ the CPU with one torch thread (``--clock``), wall time otherwise. Strict FP32: T
 off. Runs on the CPU always, on a GPU with ``--device cuda``; chunking:
 ``training.auto_chunk_size`` for the K cells.
 
+``--save FILE`` also writes the measurements as JSON, rewritten after every case (a run
+cut short keeps the cases it finished); ``benchmarks/paper_cost.py --costs FILE`` takes
+its training costs from there instead of measuring them again.
+
     python benchmarks/training.py                       # CPU, 64 images, a few minutes
     python benchmarks/training.py --device cuda --cells 1,4,16,32,64   # full sets
 """
@@ -33,6 +37,7 @@ off. Runs on the CPU always, on a GPU with ``--device cuda``; chunking:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -49,6 +54,7 @@ from timing import CLOCK  # noqa: E402
 from timing import timed as _timed  # noqa: E402
 
 from goldilocks.batched import make_engine  # noqa: E402
+from goldilocks.io import write_atomic  # noqa: E402
 from goldilocks.models import build_model, init_params  # noqa: E402
 from goldilocks.runtime import configure_torch  # noqa: E402
 from goldilocks.training import auto_chunk_size, loss_and_grad  # noqa: E402
@@ -169,6 +175,40 @@ def report(case: str, n: int, path: str, k: int, cost: tuple, costs: dict, full:
     )
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``CPU``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def saved_case(arch: str, dataset: str, shape, n: int, variant: str, chunk, costs: dict) -> dict:
+    """One case of ``--save``'s JSON: what was measured and how (``epoch_costs``'s
+    seconds per cell and epoch, with the chunk size used)."""
+    batched = {}
+    for key, value in costs.items():
+        if isinstance(key, tuple):
+            method, k = key
+            batched.setdefault(method, {})[str(k)] = list(value)
+    return {
+        "architecture": arch,
+        "dataset": dataset,
+        "shape": list(shape),
+        "n": n,
+        "variant": variant,
+        "chunk_setting": chunk,
+        "flops": costs["flops"],
+        "floor": costs["floor"],
+        "alone": list(costs["alone"]),
+        "batched": batched,
+    }
+
+
+def save(path: str, device: torch.device, peak: float, clock: str, cases: list) -> None:
+    """Write ``--save``'s JSON atomically (a reader never sees half a file)."""
+    doc = {"device": device_name(device), "torch": torch.__version__, "peak": peak,
+           "clock": clock, "tf32": False, "cases": cases}  # fmt: skip
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -182,6 +222,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--clock", choices=sorted(CLOCK), default=None,
                         help="default: cpu on the CPU with one thread, else wall")  # fmt: skip
+    parser.add_argument("--save", default=None, help="also write the measurements as JSON")
     args = parser.parse_args()
     device = setup(args.device, args.threads)
     cells = [int(k) for k in args.cells.split(",")]
@@ -195,6 +236,7 @@ def main() -> None:
         f"{'case':22} {'n':>6} {'path':>6} {'K':>3} {'chunk':>6} {'ms/cell':>9} {'us/img':>8} "
         f"{'xfloor':>7} {'vs alone':>8} {'full s':>7}"
     )
+    saved: list = []
     for arch, dataset, shape, full in CASES:
         if arch not in args.archs.split(","):
             continue
@@ -213,6 +255,9 @@ def main() -> None:
             f"backward, counted), {costs['floor'] / n * 1e6:.2f} us per image at peak",
             flush=True,
         )
+        if args.save:
+            saved.append(saved_case(arch, dataset, shape, n, args.variant, "auto", costs))
+            save(args.save, device, peak, args.clock, saved)
 
 
 def setup(device: str, threads: int) -> torch.device:
@@ -227,7 +272,7 @@ def setup(device: str, threads: int) -> torch.device:
 def describe(device: torch.device, repeats: int, clock: str) -> float:
     """Print the machine and its measured FP32 peaks; return the peak (FLOP/s)."""
     gemm, conv = peaks(device, repeats, clock)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    name = device_name(device)
     threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else ""
     load = os.getloadavg()[0]
     print(f"{name}, torch {torch.__version__}, {threads}, {clock} clock, load {load:.2f}")
