@@ -1,48 +1,95 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (see docs/performance.md, "On one GPU"): the training
-# benchmark (cells alone and batched against the FP32 floor; issue 12's goals) and both
-# paper-grid estimates first, then curvature timings and peak memory, the device-vs-CPU
-# check (CURVATURE=1; measured before), and the tiny workflow through profiles/gpu. Writes logs and the
-# tiny run's tables to $OUT (default ./gpu-out). Snakemake comes from wheels in .whl/ when
-# the machine has none (it cannot reach PyPI). To build .whl/ (git-ignore it): for each
-# package of `pip show snakemake`'s dependency closure that the GPU image lacks, run
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl NAME==VERSION
-# and `pip wheel --no-deps -w .whl NAME==VERSION` for sdist-only ones (connection_pool);
-# 39 wheels, 26 MB for Snakemake 9.27.1 on 2026-11-26. Carry .whl with the call.
+# One call on a lent GPU machine (docs/performance.md, "On one GPU"), in a fixed budget
+# (BUDGET seconds, default 540: a device call runs at most 600), most important first:
+#   1. training benchmark: epoch cost per cell alone and batched (vmap, K = 1..64) against
+#      the FP32 floor, cheapest model first; --save keeps every finished model's numbers;
+#   2. paper-grid estimates of configs/paper.yaml and configs/extended.yaml, training costs
+#      taken from step 1 (only curvature is measured again);
+#   3. TF32 against strict FP32 (final accuracies of 48 LeNet-300-100 cells beside the
+#      spread over seeds);
+#   4. the paper grid itself for the rest of the budget: LeNet-300-100 training cells of
+#      configs/paper.yaml through Snakemake and profiles/gpu, stopped at the deadline;
+#      how many cells finished in how long, and their compute_seconds;
+#   CURVATURE=1 adds the curvature benchmarks and the device check (measured 2026-11-26).
+# Before the call, here: `bash benchmarks/gpu_carry.sh` (builds .gpu/: Snakemake wheels for
+# the image, which lacks Snakemake and cannot reach PyPI, and the Fashion-MNIST files),
+# then call the device with carry [".gpu"] and the command `bash benchmarks/gpu.sh`,
+# timeout_s 600. Logs and tables land in $OUT (at most 8 files come back).
+# DEVICE=cpu rehearses every step on this machine at toy sizes (tests/test_benchmarks.py).
 set -u
 OUT=${OUT:-gpu-out}
+DEVICE=${DEVICE:-cuda}
+BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python3}
-step() { echo "== $1 ($(date +%T))"; }
+T0=$(date +%s)
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# cap WANT [RESERVE]: WANT seconds, or what is left after RESERVE if that is less (>= 1)
+cap() { local l=$(($(left) - ${2:-0})); ((l < 1)) && l=1; ((${1} < l)) && echo "$1" || echo "$l"; }
+step() { echo "== $1 ($(date +%T), $(left) s left)"; }
+GRID_CONFIGS=configs/paper.yaml
+if [ "$DEVICE" = cpu ]; then  # a rehearsal: every step, toy sizes (the CPU engine: loop)
+  TRAIN_ARGS="--train-size 64 --cells 1,64 --archs lenet300100 --methods loop"
+  COST_ARGS="--train-size 64 --curvature-batch 8 --subspace-dim 4"
+  TF32_ARGS="--dataset synthetic --epochs 3 --seeds 0,1 --scales 1 --variants homogeneous"
+  cat > /tmp/gpu_rehearsal.yaml <<'YAML'
+training: {epochs: 2, log_every: 1, train_subset: 256, test_subset: 256, batch_cells: 4, batch_wait: 1,
+  lr_base: [0.1], scales: {temperature: {log10_min: 0, log10_max: 0, num: 1}}}
+YAML
+  GRID_CONFIGS="$GRID_CONFIGS /tmp/gpu_rehearsal.yaml"
+else
+  TRAIN_ARGS="--cells 1,4,16,32,64 --methods vmap"
+  COST_ARGS=""
+  TF32_ARGS=""
+fi
+
 step "device"
-nvidia-smi -L
-$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step "training benchmark: epoch cost alone and batched, K = 1..64, against the floor"
-timeout 420 $PY benchmarks/training.py --device cuda --cells 1,4,16,32,64 --repeats 1 \
-  2>&1 | tee "$OUT/bench_training.txt"
-step "paper-grid estimates: configs/paper.yaml and configs/extended.yaml"
-timeout 240 $PY benchmarks/paper_cost.py --device cuda --repeats 1 2>&1 | tee "$OUT/paper_cost.txt"
-if [ "${CURVATURE:-0}" = 1 ]; then  # measured on an H100 on 2026-11-26; CURVATURE=1 reruns
-step "curvature benchmark, LeNet-300-100"
-timeout 150 $PY benchmarks/curvature.py --device cuda --repeats 5 2>&1 | tee "$OUT/bench_lenet300100.txt"
-step "device check"
-timeout 150 $PY benchmarks/device_check.py --device cuda 2>&1 | tee "$OUT/device_check.txt"
-step "curvature benchmark, ResNet-4 / CIFAR-10 (largest model)"
-timeout 90 $PY benchmarks/curvature.py --device cuda --arch resnet4 --dataset cifar10 \
-  --skip-subspace --repeats 3 2>&1 | tee "$OUT/bench_resnet4.txt"
+if [ "$DEVICE" = cuda ]; then nvidia-smi -L; fi
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() \
+and torch.cuda.get_device_name())"
+if ! $PY -c "import snakemake" 2>/dev/null; then  # the GPU image has none: .gpu/whl
+  $PY -m pip install -q --no-index --find-links .gpu/whl snakemake ||
+    { $PY -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl &&
+      export PYTHONPATH="$PYTHONPATH:/tmp/site"; }
 fi
-step "tiny workflow, profiles/gpu"
-if [ -d .whl ] && ! $PY -c "import snakemake" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-    .whl/*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+$PY -m snakemake --version || echo "NO SNAKEMAKE: steps 2 and 4 will fail"
+FMNIST=/usr/share/datasets/fashion-mnist  # config.yaml's first data mirror
+if [ ! -d "$FMNIST" ] && [ -d .gpu/fashion-mnist ]; then
+  mkdir -p "$FMNIST" && cp .gpu/fashion-mnist/* "$FMNIST"/
 fi
+
+step "1. training benchmark: epoch cost alone and batched against the floor"
+# shellcheck disable=SC2086
+timeout -k 10 "$(cap 200 200)" $PY benchmarks/training.py --device "$DEVICE" --repeats 1 \
+  --save "$OUT/training_costs.json" $TRAIN_ARGS 2>&1 | tee "$OUT/bench_training.txt"
+
+step "2. paper-grid estimates (training costs from step 1)"
+# shellcheck disable=SC2086
+timeout -k 10 "$(cap 90 150)" $PY benchmarks/paper_cost.py --device "$DEVICE" --repeats 1 \
+  --costs "$OUT/training_costs.json" $COST_ARGS 2>&1 | tee "$OUT/paper_cost.txt"
+
+step "3. TF32 against strict FP32"
+# shellcheck disable=SC2086
+timeout -k 10 "$(cap 110 90)" $PY benchmarks/tf32.py --device "$DEVICE" $TF32_ARGS 2>&1 |
+  tee "$OUT/tf32.txt"
+
+if [ "${CURVATURE:-0}" = 1 ]; then
+  step "curvature benchmarks and device check"
+  timeout "$(cap 120 90)" $PY benchmarks/curvature.py --device "$DEVICE" --repeats 3 2>&1 |
+    tee "$OUT/bench_curvature.txt"
+  timeout "$(cap 90 90)" $PY benchmarks/device_check.py --device "$DEVICE" 2>&1 |
+    tee -a "$OUT/bench_curvature.txt"
+fi
+
+step "4. the paper grid: LeNet-300-100 training cells until the deadline"
+GRID_S=$(cap 100000 45)  # snakemake waits for running jobs: killed 15 s later
 start=$(date +%s)
-timeout 150 $PY -m snakemake --configfile configs/tiny.yaml --config device=auto \
-  --workflow-profile profiles/gpu > "$OUT/tiny_gpu.log" 2>&1
-echo "snakemake exit $? in $(( $(date +%s) - start )) s"
-tail -5 "$OUT/tiny_gpu.log"
-grep -h "device\|curvature {" logs/curvature/*/*.log 2>/dev/null | head -3
-tar czf "$OUT/tiny_gpu_results.tar.gz" results/aggregate results/curvature results/train logs 2>/dev/null
+# shellcheck disable=SC2086
+timeout -k 15 "$GRID_S" $PY -m snakemake \
+  results/aggregate/training_lenet300100_fmnist_temperature.parquet \
+  --workflow-profile profiles/gpu --configfile $GRID_CONFIGS > "$OUT/grid.log" 2>&1
+echo "snakemake exit $? after $(($(date +%s) - start)) s of $GRID_S"
+$PY benchmarks/grid_progress.py --since "$start" 2>&1 | tee "$OUT/grid_summary.txt"
+tar czf "$OUT/grid_results.tar.gz" results/train logs/train logs/data logs/init 2>/dev/null
 step "done"

@@ -1,0 +1,62 @@
+"""benchmarks/gpu.sh rehearsed on the CPU (``DEVICE=cpu``): every step of the one call a
+lent GPU machine gets runs, at toy sizes, in a copy of the repository, and writes what
+the call brings back. A GPU lease is short; a script that breaks there wastes it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST = Path("/usr/share/datasets/fashion-mnist")  # config.yaml's first data mirror
+COPIED = (
+    "Snakefile",
+    "config.yaml",
+    "configs",
+    "workflow",
+    "profiles",
+    "src",
+    "envs",
+    "benchmarks",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FMNIST.is_dir(), reason=f"{FMNIST} missing (dataset-fashion-mnist)")
+def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, tmp_path / name)
+    out = tmp_path / "out"
+    env = {**os.environ, "DEVICE": "cpu", "PY": sys.executable, "OUT": str(out)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    run = subprocess.run(
+        ["bash", "benchmarks/gpu.sh"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    for step in ("1. training", "2. paper-grid", "3. TF32", "4. the paper grid", "done"):
+        assert f"== {step}" in log, log[-3000:]
+    # 1: the benchmark's table and its JSON, which step 2 read instead of measuring again
+    bench = (out / "bench_training.txt").read_text()
+    assert "floor lenet300100/fmnist" in bench and "loop  64" in bench, bench
+    costs = (out / "paper_cost.txt").read_text()
+    paper = costs.split("configs/extended.yaml")[0]
+    assert "1170 training" in paper and "INCOMPLETE" not in paper, costs
+    assert "INCOMPLETE: training of lenet5/cifar10" in costs, costs  # not benchmarked
+    # 3: TF32 does nothing on the CPU: every difference is exactly zero
+    tf32 = (out / "tf32.txt").read_text()
+    assert "in 2 of 2 groups" in tf32 and tf32.count("+0.00000") == 4, tf32
+    # 4: the 5 cells of the rehearsal grid (one per variant) ran through profiles/gpu
+    summary = (out / "grid_summary.txt").read_text()
+    assert "finished cells" in summary and ": 5 (" in summary, summary
+    assert "snakemake exit 0" in log, (out / "grid.log").read_text()[-3000:]
+    assert (out / "grid_results.tar.gz").stat().st_size > 1000
