@@ -37,6 +37,37 @@ def test_fmnist_from_debian_mirror(tmp_path):
     assert 0.28 < data["mean"].item() < 0.29  # Fashion-MNIST's well-known pixel mean
 
 
+def test_unreadable_mirror_file_is_named_and_leaves_nothing(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (mirror / f"{name}.gz").write_bytes(b"garbage, not gzip")
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare("fmnist", [mirror], tmp_path / "root", download=False)
+    message = str(err.value)
+    assert "\n" not in message and "cannot read mirror file" in message
+    assert str(mirror / "train-images-idx3-ubyte.gz") in message  # the first one staged
+    assert not list((tmp_path / "root").rglob("*.part"))
+
+
+@pytest.mark.skipif(not FMNIST_MIRROR.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_replaced_mirror_file_is_staged_again(tmp_path):
+    """A bad mirror file, once replaced, is read: the staged copy is not kept."""
+    import gzip
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(FMNIST_MIRROR, mirror)
+    good = (mirror / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not an IDX file"))
+    with pytest.raises(DatasetUnavailable, match="torchvision could not read it"):
+        prepare("fmnist", [mirror], tmp_path / "root", download=False)
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(good)
+    data = prepare("fmnist", [mirror], tmp_path / "root", download=False)
+    assert data["test_labels"].shape == (10000,)
+
+
 def test_missing_dataset_names_folders_and_files(tmp_path):
     empty = tmp_path / "mirror"
     empty.mkdir()

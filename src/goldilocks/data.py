@@ -75,23 +75,35 @@ def _find_fmnist(mirror: Path) -> dict[str, Path] | None:
 
 
 def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
-    """Decompress the mirror's IDX files into torchvision's ``raw`` folder."""
+    """Decompress the mirror's IDX files into torchvision's ``raw`` folder, every time
+    (a copy staged earlier may come from a mirror file since replaced; the four files
+    take a fraction of a second).
+
+    Raises:
+        DatasetUnavailable: naming the mirror file that could not be read (e.g. a
+            ``.gz`` that is not gzip); no partial copy is left.
+    """
     raw.mkdir(parents=True, exist_ok=True)
     for name, src in files.items():
         dst = raw / name
-        if dst.exists():
-            continue
         tmp = dst.with_suffix(".part")
         opener = gzip.open if src.suffix == ".gz" else open
-        with opener(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        tmp.replace(dst)
+        try:
+            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            tmp.replace(dst)
+        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+            raise DatasetUnavailable(
+                f"fmnist: cannot read mirror file {src} ({type(err).__name__}: {err}); "
+                "replace it with the original"
+            ) from err
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _stage_cifar(mirror: Path, root: Path) -> bool:
-    if (mirror / CIFAR_FOLDER).is_dir():
-        if not (root / CIFAR_FOLDER).exists():
-            shutil.copytree(mirror / CIFAR_FOLDER, root / CIFAR_FOLDER)
+    if (mirror / CIFAR_FOLDER).is_dir():  # copied every time, as Fashion-MNIST's files
+        shutil.copytree(mirror / CIFAR_FOLDER, root / CIFAR_FOLDER, dirs_exist_ok=True)
         return True
     if (mirror / CIFAR_ARCHIVE).is_file():
         with tarfile.open(mirror / CIFAR_ARCHIVE, "r:gz") as tar:
