@@ -43,3 +43,41 @@ def test_an_old_curvature_file_names_itself_and_the_rebuild_command(tmp_path):
     assert CELL_FORMATS["training"] == 1
     old.to_parquet(tmp_path / "train.parquet", index=False)
     assert len(read_cell_table(tmp_path / "train.parquet", "training")) == 1
+
+
+def test_a_truncated_file_names_itself_and_the_rebuild_command(tmp_path):
+    """A cached file that exists but cannot be read (cut short by a full disk or a copy)
+    is refused with one line naming it; a missing file stays a missing file."""
+    import torch
+
+    from goldilocks.io import load_tensors, save_tensors
+
+    frame = pd.DataFrame({"architecture": ["lenet5"], "loss": [2.3]})
+    write_cell_table(frame, tmp_path / "c.parquet", "curvature")
+    save_tensors({"params": {"w": torch.ones(100)}}, tmp_path / "init.pt")
+    for name in ("c.parquet", "init.pt"):
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    readers = {
+        "c.parquet": lambda p: read_cell_table(p, "curvature"),
+        "init.pt": load_tensors,
+    }
+    for name, read in readers.items():
+        with pytest.raises(StaleFile) as err:
+            read(tmp_path / name)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{tmp_path / name}: cannot be read")
+        assert f"snakemake --forcerun {tmp_path / name}" in message
+        with pytest.raises(FileNotFoundError):
+            read(tmp_path / f"missing_{name}")
+
+
+def test_script_jobs_end_a_user_facing_error_with_its_line(capsys):
+    from goldilocks.io import one_line_errors
+
+    with pytest.raises(SystemExit) as ended, one_line_errors():
+        raise StaleFile("results/x.parquet: cannot be read (...)")
+    assert ended.value.code == 1
+    assert capsys.readouterr().err == "goldilocks: results/x.parquet: cannot be read (...)\n"
+    with pytest.raises(KeyError), one_line_errors():  # a bug keeps its traceback
+        raise KeyError("x")

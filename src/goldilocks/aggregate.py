@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from goldilocks.io import read_cell_table
+from goldilocks.io import read_cell_table, read_parquet
 from goldilocks.tables import stack
 
 
@@ -21,4 +21,4 @@ def cell_table(paths: Sequence[str], kind: str) -> pd.DataFrame:
 
 def concat_tables(paths: Sequence[str]) -> pd.DataFrame:
     """Aggregated tables (per pair and scaling) stacked into one, sorted by their keys."""
-    return stack([pd.read_parquet(p) for p in paths])
+    return stack([read_parquet(p) for p in paths])

@@ -11,8 +11,11 @@ command that rebuilds it, instead of reading it silently.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Per-cell Parquet formats: kind -> version. Bump a version when the columns of that
@@ -59,6 +62,44 @@ def stale(path, what: str, found, wanted, rule: str) -> StaleFile:
     )
 
 
+def unreadable(path, err: Exception) -> StaleFile:
+    """The one-line error for a cached file that cannot be read (e.g. truncated by a full
+    disk or a copy cut short): the file exists, so Snakemake would not rebuild it alone."""
+    reason = str(err).splitlines()[0] if str(err) else ""
+    reason = reason if len(reason) <= 160 else f"{reason[:157]}..."
+    return StaleFile(
+        f"{path}: cannot be read ({type(err).__name__}: {reason}); rebuild it with "
+        f"`snakemake --forcerun {path}` (or delete it)"
+    )
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """For a ``script:`` job (its own process, stderr its log): an error marked
+    ``user_facing`` (a stale or unreadable file, bad input) ends the job with its one line
+    instead of a traceback."""
+    try:
+        yield
+    except Exception as err:
+        if not getattr(err, "user_facing", False):
+            raise
+        print(f"goldilocks: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def read_parquet(path: str | os.PathLike):
+    """``pandas.read_parquet``; a file that exists but cannot be read raises
+    :func:`unreadable`'s one line."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise unreadable(path, err) from err
+
+
 def write_cell_table(frame, path: str | os.PathLike, kind: str) -> None:
     """Write one cell's rows of ``kind`` (see :data:`CELL_FORMATS`) with its format."""
     frame = frame.copy(deep=False)
@@ -68,9 +109,7 @@ def write_cell_table(frame, path: str | os.PathLike, kind: str) -> None:
 
 def read_cell_table(path: str | os.PathLike, kind: str):
     """Read a cell file of ``kind``; a file of another format raises :class:`StaleFile`."""
-    import pandas as pd
-
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     # Files written before formats were recorded are version 1 of their kind.
     found = frame.attrs.get(FORMAT_KEY) or {"kind": kind, "version": 1}
     if found.get("kind") != kind or found.get("version") != CELL_FORMATS[kind]:
@@ -88,7 +127,15 @@ def save_tensors(obj, path: str | os.PathLike) -> None:
 
 
 def load_tensors(path: str | os.PathLike):
-    """Load a tensor file written by this package (tensors and plain containers only)."""
+    """Load a tensor file written by this package (tensors and plain containers only);
+    one that exists but cannot be read raises :func:`unreadable`'s one line."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        raise unreadable(path, err) from err

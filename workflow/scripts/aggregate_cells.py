@@ -4,15 +4,16 @@ layer ratios and its Goldilocks zone)."""
 import sys
 
 from goldilocks.aggregate import cell_table
-from goldilocks.io import write_parquet_atomic
+from goldilocks.io import one_line_errors, write_parquet_atomic
 from goldilocks.zone import goldilocks_zone
 
 sm = snakemake  # noqa: F821
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
-if "layers" in sm.output.keys():  # noqa: SIM118 (Namedlist: keys, not files)
-    cells = cell_table(sm.input.rows, "curvature")
-    write_parquet_atomic(cell_table(sm.input.layers, "layer_ratios"), sm.output.layers)
-    write_parquet_atomic(goldilocks_zone(cells, sm.params.threshold), sm.output.zone)
-else:
-    cells = cell_table(sm.input, "training")
-write_parquet_atomic(cells, sm.output.table)
+with one_line_errors():  # a stale or unreadable input: its one line, no traceback
+    if "layers" in sm.output.keys():  # noqa: SIM118 (Namedlist: keys, not files)
+        cells = cell_table(sm.input.rows, "curvature")
+        write_parquet_atomic(cell_table(sm.input.layers, "layer_ratios"), sm.output.layers)
+        write_parquet_atomic(goldilocks_zone(cells, sm.params.threshold), sm.output.zone)
+    else:
+        cells = cell_table(sm.input, "training")
+    write_parquet_atomic(cells, sm.output.table)
