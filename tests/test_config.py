@@ -133,3 +133,14 @@ def test_claims_defaults_in_the_schema_are_the_modules():
 
     config = check_config(copy.deepcopy(BASE), SCHEMA)
     assert config["claims"] == DEFAULT_THRESHOLDS
+
+
+def test_a_nested_command_line_value_read_as_a_string_gets_the_configfile_hint():
+    """Snakemake reads values nested in --config (training={epochs: 5}) as strings."""
+    with pytest.raises(ConfigError) as err:
+        check_config(_with("training.epochs", "5"), SCHEMA)
+    assert "config key training.epochs: '5' is invalid" in str(err.value)
+    assert "pass it with --configfile" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # a real string gets no such hint
+        check_config(_with("training.epochs", "five"), SCHEMA)
+    assert "--configfile" not in str(err.value)

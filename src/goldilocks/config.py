@@ -73,7 +73,27 @@ def _check_schema(config: dict, schema: Mapping) -> None:
         )
     if error.validator == "required":
         raise ConfigError(f"config key {key}: {error.message}")
-    raise ConfigError(f"config key {key}: {error.instance!r} is invalid ({error.message})")
+    hint = ""
+    if (
+        error.validator == "type"
+        and isinstance(error.instance, str)
+        and _yaml_scalar(error.instance)
+    ):
+        hint = (
+            "; a value nested in --config arrives as a string (Snakemake reads it so): "
+            "put the key in a small YAML file and pass it with --configfile"
+        )
+    raise ConfigError(f"config key {key}: {error.instance!r} is invalid ({error.message}){hint}")
+
+
+def _yaml_scalar(text: str) -> bool:
+    """Whether ``text`` reads as a YAML number, boolean or null (not as a string)."""
+    import yaml
+
+    try:
+        return not isinstance(yaml.safe_load(text), str)
+    except yaml.YAMLError:
+        return False
 
 
 def _check_finite(node, path=()) -> None:
