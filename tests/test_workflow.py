@@ -8,6 +8,7 @@ The Snakefile reads ``config.yaml`` from the working directory, and the workflow
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,12 @@ def snakemake(
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs per rule a dry run would run (empty: nothing to be done)."""
+    out = snakemake(workdir, "-n", *args).stdout
+    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M) if r != "total"}
 
 
 def jobs_run(proc: subprocess.CompletedProcess, rule: str) -> int:

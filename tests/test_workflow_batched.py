@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from test_reliability import cells, kill_when, start
-from test_workflow import ROOT, TINY, jobs_run, snakemake, write_config
+from test_workflow import ROOT, TINY, dry_run_jobs, jobs_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +47,6 @@ def batch_sizes(workdir: Path) -> list[int]:
     """The batch size every training cell's log reports."""
     logs = (workdir / "logs/train").rglob("*.log")
     return [int(m) for p in logs for m in re.findall(r"batch of (\d+)$", p.read_text(), re.M)]
-
-
-def dry_run_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs per rule a dry run would run (empty: nothing to be done)."""
-    out = snakemake(workdir, "-n", *args).stdout
-    return {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", out, re.M) if r != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +125,14 @@ def test_training_pairs_limit_training_and_its_figures(tmp_path):
         f"lenet300100/synthetic); asked for {target}"
     ]
     assert "Traceback" not in proc.stdout + proc.stderr
+    # A pair that is not configured at all says so (not that it lacks LayerNorm variants).
+    other = "results/figures/fig1_resnet4_synthetic.pdf"
+    proc = snakemake(tmp_path, other, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
+    assert lines == [
+        "goldilocks: figure 1 needs resnet4/synthetic in pairs (configured: "
+        f"lenet300100/synthetic, lenet5/synthetic); asked for {other}"
+    ]
     assert not (tmp_path / "results").exists()
 
 

@@ -14,6 +14,7 @@ from test_workflow import (
     CURVATURE_COLUMNS,
     ROOT,
     TINY,
+    dry_run_jobs,
     failed_before_any_job,
     jobs_run,
     snakemake,
@@ -116,6 +117,14 @@ def test_registered_model_end_to_end(tmp_path):
     assert len(zone) == 2 * 3
     for n in (1, 2, 3, 5, 6):
         assert (tmp_path / f"results/figures/fig{n}_usermlp_synthetic.png").stat().st_size > 0
+    # Editing the model's config entry (here its factory) reruns the model's cells.
+    assert dry_run_jobs(tmp_path) == {}
+    models = copy.deepcopy(MODELS)
+    models["usermlp"]["factory"] = "usermodels:build_again"
+    _setup(tmp_path, models, MODULE + "\nbuild_again = build\n")
+    planned = dry_run_jobs(tmp_path)
+    assert planned["model_spec"] == 1 and planned["init"] == 2
+    assert planned["curvature"] == 2 * 3 * 3 and planned["train"] == 2 * 2
 
 
 def test_a_wrong_declared_exponent_stops_the_init_job_with_one_line(tmp_path):

@@ -170,7 +170,10 @@ def figure_problem(n, pair=None):
     if present and pair is not None and pair not in figure_pairs(n):
         a, d = pair
         present, requirement = False, f"LayerNorm variants with k = 1 in the pair {a}/{d}"
-        if n in TRAINING_FIGURES:
+        if pair not in PAIRS:
+            configured = ", ".join(f"{x}/{y}" for x, y in PAIRS)
+            requirement = f"{a}/{d} in pairs (configured: {configured})"
+        elif n in TRAINING_FIGURES:
             trained = ", ".join(f"{x}/{y}" for x, y in TRAINED_PAIRS)
             requirement = f"{a}/{d} in training.pairs (trained: {trained})"
     return None if present else f"figure {n} needs {requirement}"
@@ -223,6 +226,22 @@ def figure_outputs(n):
         for a, d in figure_pairs(n)
         for e in ("pdf", "png")
     ]
+
+
+def model_spec(wildcards):
+    """A registered model's config entry as canonical JSON (rule model_spec's param)."""
+    import json
+
+    if wildcards.architecture not in config["models"]:
+        sys.exit(f"goldilocks: {wildcards.architecture} is not a model under `models`")
+    return json.dumps(config["models"][wildcards.architecture], sort_keys=True)
+
+
+def model_spec_file(wildcards):
+    """Input function of init: the model's spec file for a registered model, else none."""
+    if wildcards.architecture in config["models"]:
+        return MODEL_SPEC.format(architecture=wildcards.architecture)
+    return []
 
 
 def checkpoint_file(wildcards):
@@ -284,6 +303,8 @@ TRAIN_PATTERN = (
 )
 TABLE = "results/aggregate/{kind}_{architecture}_{dataset}_{scaling}.parquet"
 INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
+# A registered model's config entry; its init jobs read it (rule model_spec).
+MODEL_SPEC = "results/models/{architecture}.json"
 KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
 # Training checkpoints: side files of running train jobs, deleted when the cell finishes.
 CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
