@@ -1,6 +1,7 @@
 """benchmarks/gpu.sh rehearsed on the CPU (``DEVICE=cpu``): every step of the one call a
 lent GPU machine gets runs, at toy sizes, in a copy of the repository, and writes what
-the call brings back. A GPU lease is short; a script that breaks there wastes it."""
+the call brings back. A GPU lease is short; a script that breaks there wastes it.
+A minute, so outside the README's test command: ``pytest -m rehearsal`` (.ci/run)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ COPIED = (
 )
 
 
-@pytest.mark.slow
+@pytest.mark.rehearsal  # not in the README's test command: .ci/run runs -m rehearsal
 @pytest.mark.skipif(not FMNIST.is_dir(), reason=f"{FMNIST} missing (dataset-fashion-mnist)")
 def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     for name in COPIED:
