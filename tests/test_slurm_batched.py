@@ -7,6 +7,7 @@ its time limit) are in tests/test_slurm.py.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -141,3 +142,32 @@ def test_dry_run_prints_the_sbatch_lines_and_submits_nothing(tiny):
     assert "--nolock --allowed-rules curvature -- results/curvature/" in out
     assert not (workdir / "results").exists()
     assert not (workdir / ".snakemake/slurm_batched/active_jobs").exists()
+
+
+def test_several_configfiles_are_merged_in_order(tmp_path):
+    """``--configfile A B`` takes both files, as Snakemake's option does."""
+    shutil.copy(ROOT / "configs/tiny.yaml", tmp_path / "config.yaml")
+    (tmp_path / "a.yaml").write_text("variants: [homogeneous]\nseeds: [0]\n")
+    (tmp_path / "b.yaml").write_text("seeds: [0, 1]\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "workflow/slurm_batched.py"),
+            "--dry-run",
+            "--configfile",
+            "a.yaml",
+            "b.yaml",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # a.yaml: homogeneous only (3 scalings x 3 scales, no joint_residual); b.yaml after it:
+    # two seeds. (Passed as two --configfile options, Snakemake kept only b.yaml: 42.)
+    due = dict(
+        re.findall(
+            r"(\w+) (\d+)", result.stdout.split("due (Snakemake dry run):")[1].splitlines()[0]
+        )
+    )
+    assert due["init"] == "2" and due["curvature"] == str(3 * 3 * 2), result.stdout[:500]

@@ -301,8 +301,8 @@ class Driver:
             "--workflow-profile",
             str(PROFILE),
         ]
-        for configfile in args.configfile:
-            self.snakemake += ["--configfile", str(Path(configfile).resolve())]
+        if args.configfile:  # one option, every file: a second --configfile replaces the first
+            self.snakemake += ["--configfile", *(str(Path(f).resolve()) for f in args.configfile)]
         if args.config:
             self.snakemake += ["--config", *args.config]
         self.targets = list(args.targets)
@@ -535,7 +535,13 @@ def main(argv: list[str] | None = None) -> int:
         "Snakemake (README, On a cluster).",
     )
     parser.add_argument("targets", nargs="*", help="Snakemake targets (default: rule all)")
-    parser.add_argument("--configfile", action="append", default=[], help="as Snakemake's")
+    parser.add_argument(
+        "--configfile",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="as Snakemake's (several: merged in order)",
+    )
     parser.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE")
     parser.add_argument("--directory", default=".", help="working directory (default: .)")
     parser.add_argument("--settings", default=str(SETTINGS), help="sbatch settings YAML")
