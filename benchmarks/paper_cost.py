@@ -89,7 +89,6 @@ def saved_costs(saved: dict | None, arch, dataset, n, chunk, method, k) -> dict 
         batched = case["batched"].get(method, {}).get(str(k))
         if same == (arch, dataset, n, "combined") and case["chunk_setting"] == chunk and batched:
             return {
-                "flops": case["flops"],
                 "floor": case["floor"],
                 "alone": tuple(case["alone"]),
                 (method, k): tuple(batched),

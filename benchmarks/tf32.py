@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from timing import sync  # noqa: E402
+from training import device_name  # noqa: E402
 
 from goldilocks import data as datasets  # noqa: E402
 from goldilocks import initial  # noqa: E402
@@ -158,7 +159,7 @@ def main() -> None:
             prepared = datasets.prepare(args.dataset, mirrors, root, download=False)
         except datasets.DatasetUnavailable as err:
             parser.exit(1, f"tf32.py: {err}\n")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (TF32 no-op)"
+    name = device_name(device) + (" (TF32 no-op)" if device.type == "cpu" else "")
     print(f"{name}, torch {torch.__version__}, engine {batch_method('auto', device)}, "
           f"{ARCH}/{args.dataset}, {args.epochs} epochs")  # fmt: skip
     print(f"{'variant':12} {'T':>8} {'base lr':>8} {'ok':>7}" + "".join(

@@ -74,6 +74,18 @@ def unreadable(path, err: Exception) -> StaleFile:
 
 
 @contextlib.contextmanager
+def _readable(path, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """Reading ``path``: ``errors`` become :func:`unreadable`'s one line; a missing file
+    stays a ``FileNotFoundError`` (an ``OSError`` too)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except errors as err:
+        raise unreadable(path, err) from err
+
+
+@contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
     """For a ``script:`` job (its own process, stderr its log): an error marked
     ``user_facing`` (a stale or unreadable file, bad input) ends the job with its one line
@@ -92,12 +104,8 @@ def read_parquet(path: str | os.PathLike):
     :func:`unreadable`'s one line."""
     import pandas as pd
 
-    try:
+    with _readable(path, (OSError, ValueError)):  # pyarrow's ArrowInvalid is a ValueError
         return pd.read_parquet(path)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        raise unreadable(path, err) from err
 
 
 def write_cell_table(frame, path: str | os.PathLike, kind: str) -> None:
@@ -133,9 +141,5 @@ def load_tensors(path: str | os.PathLike):
 
     import torch
 
-    try:
+    with _readable(path, (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)):
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
-        raise unreadable(path, err) from err
