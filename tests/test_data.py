@@ -51,6 +51,25 @@ def test_unreadable_mirror_file_is_named_and_leaves_nothing(tmp_path):
     assert not list((tmp_path / "root").rglob("*.part"))
 
 
+def test_unwritable_staging_is_named_as_a_write_error(tmp_path):
+    """A readable mirror whose staged copy cannot be written names the staged file."""
+    import gzip
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(b"readable"))
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").mkdir(parents=True)  # a folder where the file goes
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare("fmnist", [mirror], tmp_path / "root", download=False)
+    message = str(err.value)
+    assert "\n" not in message and "cannot read" not in message
+    assert f"cannot write {raw / 'train-images-idx3-ubyte'}" in message
+    assert not list(raw.rglob("*.part"))
+
+
 @pytest.mark.skipif(not FMNIST_MIRROR.is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_replaced_mirror_file_is_staged_again(tmp_path):
     """A bad mirror file, once replaced, is read: the staged copy is not kept."""

@@ -81,21 +81,29 @@ def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
 
     Raises:
         DatasetUnavailable: naming the mirror file that could not be read (e.g. a
-            ``.gz`` that is not gzip); no partial copy is left.
+            ``.gz`` that is not gzip), or the staged file that could not be written;
+            no partial copy is left.
     """
-    raw.mkdir(parents=True, exist_ok=True)
     for name, src in files.items():
         dst = raw / name
         tmp = dst.with_suffix(".part")
         opener = gzip.open if src.suffix == ".gz" else open
-        try:
-            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            tmp.replace(dst)
+        try:  # read whole (at most 47 MB) so a read error and a write error are told apart
+            with opener(src, "rb") as fin:
+                content = fin.read()
         except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
             raise DatasetUnavailable(
                 f"fmnist: cannot read mirror file {src} ({type(err).__name__}: {err}); "
                 "replace it with the original"
+            ) from err
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(content)
+            tmp.replace(dst)
+        except OSError as err:
+            raise DatasetUnavailable(
+                f"fmnist: cannot write {dst} ({type(err).__name__}: {err}); "
+                f"check that {raw} is writable and its disk has room"
             ) from err
         finally:
             tmp.unlink(missing_ok=True)
