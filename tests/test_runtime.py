@@ -15,6 +15,7 @@ from goldilocks.runtime import (
     generator,
     job_log,
     resolve_device,
+    run_block,
     shared_value,
 )
 
@@ -160,3 +161,24 @@ def test_shared_value_build_error_reaches_the_builder_and_is_not_kept():
         pass
     with shared_value("bad", lambda: 7) as value:
         assert value == 7
+
+
+def test_run_block_cuts_only_a_user_facing_errors_traceback():
+    import traceback
+
+    def entry(*, kind):
+        def deep():
+            raise (DatasetUnavailable if kind == "bad input" else ValueError)(kind)
+
+        deep()
+
+    call = run_block(entry)
+    with pytest.raises(DatasetUnavailable) as bad:
+        call(kind="bad input")
+    frames = [f.name for f in traceback.extract_tb(bad.value.__traceback__)]
+    assert frames == ["test_run_block_cuts_only_a_user_facing_errors_traceback", "call"]
+    assert bad.value.__cause__ is None and bad.value.__suppress_context__
+    with pytest.raises(ValueError) as bug:
+        call(kind="bug")
+    assert "deep" in [f.name for f in traceback.extract_tb(bug.value.__traceback__)]
+    assert call.__name__ == "entry"

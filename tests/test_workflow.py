@@ -325,6 +325,10 @@ def test_missing_cifar10_fails_with_the_folders_searched(tmp_path):
     out = proc.stdout + proc.stderr
     assert f"not found in data.mirrors [{tmp_path / 'mirror'}]" in out
     assert "Traceback" not in out
+    # Snakemake shows the rule's line and the run-block wrapper's, not the frames below
+    # (goldilocks.runtime.run_block).
+    frames = [ln for ln in out.splitlines() if ln.startswith('  File "')]
+    assert len(frames) == 2 and frames[0].endswith("in __rule_data"), frames
     assert not (tmp_path / "results/data/cifar10.pt").exists()
 
 

@@ -12,6 +12,7 @@ switches, which are process-wide and therefore taken in turns (:data:`PRECISION`
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -103,6 +104,24 @@ def job_log(path: str | os.PathLike) -> Iterator[logging.Logger]:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def run_block(entry: Callable) -> Callable:
+    """``entry`` as a rule's ``run:`` block calls it: an error marked ``user_facing``
+    leaves with its traceback cut, so Snakemake prints its one line (also in the job's
+    log, :func:`job_log`) with the rule's line and this one instead of every frame below
+    the entry point; any other error keeps its whole traceback."""
+
+    @functools.wraps(entry)
+    def call(**kwargs):
+        try:
+            return entry(**kwargs)
+        except Exception as err:
+            if not getattr(err, "user_facing", False):
+                raise
+            raise err.with_traceback(None) from None
+
+    return call
 
 
 class Precision:

@@ -93,10 +93,12 @@ wildcard_constraints:
 
 
 def job(name):
-    """The entry point ``name`` of goldilocks.jobs, imported when a job first runs."""
+    """The entry point ``name`` of goldilocks.jobs, imported when a job first runs; a
+    bad-input error ends the job with its one line (goldilocks.runtime.run_block)."""
     import importlib
 
-    return getattr(importlib.import_module("goldilocks.jobs"), name)
+    jobs = importlib.import_module("goldilocks.jobs")
+    return importlib.import_module("goldilocks.runtime").run_block(getattr(jobs, name))
 
 
 def _cells_of(grid_cells, wildcards):
