@@ -34,3 +34,10 @@ def timed(fn, device: torch.device, repeats: int, clock: str = "wall", best: boo
         sync(device)
         times.append(now() - start)
     return min(times) if best else statistics.median(times)
+
+
+if __name__ == "__main__":
+    raise SystemExit(
+        "benchmarks/timing.py is the benchmarks' shared timing helper, not a benchmark: "
+        "run one of the others (python benchmarks/<name>.py --help; README, 'Layout')"
+    )
