@@ -163,17 +163,19 @@ def _rss() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="lenet300100")
-    parser.add_argument("--dataset", default="fmnist")
-    parser.add_argument("--variant", default="homogeneous")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--dim", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", default="lenet300100", help="architecture (or a --config model)")
+    parser.add_argument("--dataset", default="fmnist", help="shape of the random batch")
+    parser.add_argument("--variant", default="homogeneous", help="variant name")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--batch", type=int, default=128, help="curvature batch size")
+    parser.add_argument("--dim", type=int, default=50, help="subspace dimension d")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--dtypes", default="float32,float64")
-    parser.add_argument("--skip-subspace", action="store_true")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated")
+    parser.add_argument("--skip-subspace", action="store_true", help="skip (a), the slow one")
     parser.add_argument("--skip-memory", action="store_true", help="timings only")
     parser.add_argument("--config", help="register the models of this config (--arch may name one)")
     parser.add_argument("--child", help=argparse.SUPPRESS)

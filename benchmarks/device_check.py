@@ -53,8 +53,10 @@ def difference(row, ref) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda", help="the accelerator (cuda, cuda:N, mps)")
     args = parser.parse_args()
     configure_torch()  # TF32 off
     device = torch.device(args.device)

@@ -16,6 +16,12 @@
 # then call the device with carry [".gpu"] and the command `bash benchmarks/gpu.sh`,
 # timeout_s 600. Logs and tables land in $OUT (at most 8 files come back).
 # DEVICE=cpu rehearses every step on this machine at toy sizes (tests/test_benchmarks.py).
+# --help prints this header; the script takes no arguments (settings are environment variables).
+if [ $# -gt 0 ]; then
+  sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
+  [ "$1" = -h ] || [ "$1" = --help ] || { echo "$0: no arguments expected, got: $*" >&2; exit 2; }
+  exit 0
+fi
 set -u
 OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}

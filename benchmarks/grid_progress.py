@@ -34,14 +34,18 @@ def since(paths, t0: float) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default=".")
-    parser.add_argument("--since", type=float, default=0.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", default=".", help="the run's folder (holds results/)")
+    parser.add_argument("--since", type=float, default=0.0, help="Unix time; count newer files")
     parser.add_argument("--grid-cells", type=int, default=1170, help="for the projection "
                         "(default: configs/paper.yaml's training cells)")  # fmt: skip
-    parser.add_argument("--grid-epochs", type=int, default=1000)
+    parser.add_argument("--grid-epochs", type=int, default=1000, help="epochs per grid cell")
     args = parser.parse_args()
     root = Path(args.workdir)
+    if not root.is_dir():
+        parser.error(f"--workdir {root}: no such folder")
     now = time.time()
     cells = since(sorted((root / "results/train").rglob("*.parquet")), args.since)
     seconds, diverged, epochs = [], 0, Counter()

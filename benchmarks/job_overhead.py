@@ -39,9 +39,11 @@ def run(workdir: Path, cores: int, threads: bool, targets: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=12)
-    parser.add_argument("--cores", type=int, default=2)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cells", type=int, default=12, help="curvature cells per mode")
+    parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     args = parser.parse_args()
     config = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
     config["variants"] = ["homogeneous"]

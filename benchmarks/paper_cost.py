@@ -166,7 +166,9 @@ def estimate(path: str, config: dict, measured: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", nargs="+", default=list(CONFIGS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-size", type=int, default=0, help="0: the config's")

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from goldilocks.config import check_config  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
-from goldilocks.grid import alpha_and_temperature, scales_of  # noqa: E402
+from goldilocks.grid import alpha_and_temperature, applies, scales_of  # noqa: E402
 from goldilocks.initial import InitialState, problem  # noqa: E402
 from goldilocks.runtime import configure_torch  # noqa: E402
 from goldilocks.variants import describe  # noqa: E402
@@ -47,23 +48,32 @@ def run(init, arch, dataset, variant, scaling, scale, dtype, device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "config.yaml"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "config.yaml"),
+        help="the run's config, merged over config.yaml as Snakemake merges --configfile",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the seed whose init is read")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--workdir", default=str(ROOT), help="folder holding results/init")
     parser.add_argument("--pair", help="architecture/dataset (default: the config's first)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     args = parser.parse_args()
     configure_torch(args.threads)  # and TF32 off
     device = torch.device(args.device)
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    config = check_config(yaml.safe_load(Path(args.config).read_text()), schema)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if Path(args.config).resolve() != (ROOT / "config.yaml").resolve():
+        update_config(config, yaml.safe_load(Path(args.config).read_text()))  # as Snakemake
+    config = check_config(config, schema)
     pair = config["pairs"][0]
     arch, dataset = args.pair.split("/") if args.pair else (pair["architecture"], pair["dataset"])
     print(f"{arch}/{dataset} seed {args.seed}, {device}, torch threads {args.threads}")
     print(
-        f"{'variant':12} {'scaling':12} {'scale':>9} | {'Tr/|H| f64':>10} {'f32':>10} {'|diff|':>8}"
+        f"{'variant':12} {'scaling':14} {'scale':>9} | {'Tr/|H| f64':>10} {'f32':>10} {'|diff|':>8}"
         f" | {'frac+ f64':>9} {'f32':>6} | {'G diff':>8} {'H-term diff':>11}"
         f" | {'f64 s':>6} {'f32 s':>6}"
     )
@@ -73,6 +83,8 @@ def main() -> None:
         init_path = init_dir / f"seed{args.seed}.pt"
         init = InitialState.load(init_path)
         for scaling in config["curvature"]["scalings"]:
+            if not applies(scaling, describe(arch, variant)):  # joint_residual: residual only
+                continue
             grid = scales_of(config["curvature"]["scales"], scaling, describe(arch, variant))
             for scale in (grid[0], grid[len(grid) // 2], grid[-1]):
                 cell = (init, arch, dataset, variant, scaling, scale)
@@ -85,7 +97,7 @@ def main() -> None:
                 hdiff = abs(r64["hterm_trace_ratio"] - r32["hterm_trace_ratio"])
                 worst = max(worst, diff if not math.isnan(diff) else math.inf)
                 print(
-                    f"{variant:12} {scaling:12} {scale:9.3g} | {a:10.5f} {b:10.5f} {diff:8.1e}"
+                    f"{variant:12} {scaling:14} {scale:9.3g} | {a:10.5f} {b:10.5f} {diff:8.1e}"
                     f" | {r64['hessian_frac_pos']:9.2f} {r32['hessian_frac_pos']:6.2f} |"
                     f" {gdiff:8.1e} {hdiff:11.1e} | {s64:6.2f} {s32:6.2f}"
                 )

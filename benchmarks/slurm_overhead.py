@@ -140,7 +140,9 @@ def measure(mode: str, workdir: Path, targets: list[str], cpus: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scales", type=int, default=7, help="scales per grid (x15 cells)")
     parser.add_argument("--modes", nargs="+", default=["batched", "grouped", "batched"])
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the test node")

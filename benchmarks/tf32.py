@@ -140,16 +140,18 @@ def report(variant: str, finals: dict) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--dataset", default="fmnist", help="fmnist or synthetic")
-    parser.add_argument("--variants", default="homogeneous,combined")
+    parser.add_argument("--variants", default="homogeneous,combined", help="comma-separated")
     parser.add_argument("--scales", default="0.1,1,10", help="T of temperature scaling")
     parser.add_argument("--lrs", default="0.1,1", help="base rates (lr = base x T)")
-    parser.add_argument("--seeds", default="0,1,2,3")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--train-subset", type=int, default=None)
-    parser.add_argument("--test-subset", type=int, default=None)
+    parser.add_argument("--seeds", default="0,1,2,3", help="the spread is over these")
+    parser.add_argument("--epochs", type=int, default=200, help="full-batch GD epochs")
+    parser.add_argument("--train-subset", type=int, default=None, help="images (default all)")
+    parser.add_argument("--test-subset", type=int, default=None, help="images (default all)")
     args = parser.parse_args()
     configure_torch(0)  # TF32 off
     device = resolve_device(args.device)

@@ -210,7 +210,9 @@ def save(path: str, device: torch.device, peak: float, clock: str, cases: list) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--train-size", type=int, default=None, help="default: 64 on the "
                         "CPU, the dataset's full size on a GPU")  # fmt: skip

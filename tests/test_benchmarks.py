@@ -1,7 +1,8 @@
-"""benchmarks/gpu.sh rehearsed on the CPU (``DEVICE=cpu``): every step of the one call a
-lent GPU machine gets runs, at toy sizes, in a copy of the repository, and writes what
-the call brings back. A GPU lease is short; a script that breaks there wastes it.
-A minute, so outside the README's test command: ``pytest -m rehearsal`` (.ci/run)."""
+"""The benchmarks rehearsed on the CPU. benchmarks/gpu.sh (``DEVICE=cpu``): every step of
+the one call a lent GPU machine gets runs, at toy sizes, in a copy of the repository, and
+writes what the call brings back (a GPU lease is short; a script that breaks there wastes
+it). Every benchmark's ``--help``; precision.py on the tiny grid.
+About 1.5 minutes, so outside the README's test command: ``pytest -m rehearsal`` (.ci/run)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,53 @@ def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     assert "finished cells" in summary and ": 5 (" in summary, summary
     assert "snakemake exit 0" in log, (out / "grid.log").read_text()[-3000:]
     assert (out / "grid_results.tar.gz").stat().st_size > 1000
+
+
+@pytest.mark.rehearsal
+def test_every_benchmark_explains_itself():
+    """``--help`` prints each script's usage and purpose and runs nothing; the timing
+    helper says it is not a benchmark; the shell scripts print their header."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        run = subprocess.run(
+            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+        )
+        out = run.stdout + run.stderr
+        if script.name == "timing.py":
+            assert run.returncode == 1 and "not a benchmark" in out, out
+            continue
+        doc_first_line = script.read_text().split('"""')[1].splitlines()[0]
+        assert run.returncode == 0 and out.startswith("usage:"), (script.name, out)
+        assert doc_first_line in out, (script.name, out)
+    for script in ("gpu.sh", "gpu_carry.sh"):
+        run = subprocess.run(
+            ["bash", str(ROOT / "benchmarks" / script), "--help"], capture_output=True, text=True
+        )
+        assert run.returncode == 0 and "--help prints this header" in run.stdout, run.stdout
+        assert "set -" not in run.stdout and not (ROOT / "gpu-out").exists()
+
+
+@pytest.mark.rehearsal
+def test_precision_benchmark_runs_on_a_config_with_joint_residual(tmp_path):
+    """precision.py walks every variant x scaling of a run: joint_residual only where it
+    applies (it raised on the first variant without a skip), config merged over
+    config.yaml as Snakemake merges it."""
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    inits = [
+        f"results/init/lenet300100_synthetic/{v}/seed0.pt" for v in ("homogeneous", "residual")
+    ]
+    build = subprocess.run(
+        [snakemake, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+         "--cores", "2", *inits, "--configfile", str(ROOT / "configs/tiny.yaml")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/precision.py"), "--workdir", str(tmp_path),
+         "--config", str(ROOT / "configs/tiny.yaml")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [ln.split() for ln in run.stdout.splitlines() if ln.startswith(("homog", "resid"))]
+    scalings = {(r[0], r[1]) for r in rows}
+    assert ("residual", "joint_residual") in scalings
+    assert ("homogeneous", "joint_residual") not in scalings and len(rows) == 3 * 7
