@@ -9,6 +9,7 @@ import torch
 
 from goldilocks.data import DatasetUnavailable
 from goldilocks.runtime import (
+    DeviceUnavailable,
     Precision,
     configure_torch,
     dtype_of,
@@ -182,3 +183,16 @@ def test_run_block_cuts_only_a_user_facing_errors_traceback():
         call(kind="bug")
     assert "deep" in [f.name for f in traceback.extract_tb(bug.value.__traceback__)]
     assert call.__name__ == "entry"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_configured_device_this_machine_lacks_is_one_line():
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(DeviceUnavailable) as err:
+            resolve_device(device)
+        message = str(err.value)
+        assert "\n" not in message and getattr(err.value, "user_facing", False)
+        assert message.startswith(f"config key device: {device!r} is not available: ")
+        assert message.endswith("use device: auto or cpu")

@@ -14,6 +14,7 @@ Checkpoints: :mod:`goldilocks.checkpoint`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 
@@ -140,8 +141,10 @@ def train_cell(
 
     configure_torch(threads)
     settings = {**settings, "tf32": bool(tf32)}
-    dev = resolve_device(settings["device"])
-    with job_log(log) as logger, PRECISION(settings["tf32"] and dev.type == "cuda"):
+    with contextlib.ExitStack() as stack:
+        logger = stack.enter_context(job_log(log))
+        dev = resolve_device(settings["device"])  # a missing GPU: its one line in the log
+        stack.enter_context(PRECISION(settings["tf32"] and dev.type == "cuda"))
         c = TrainCell.from_wildcards(cell, alpha_lr_rule=settings["alpha_lr_rule"])
         checkpointing = (checkpoint, checkpoint_every)
         batching = (batch_cells, batch_wait)

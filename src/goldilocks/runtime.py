@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+import platform
 import threading
 import warnings
 import zlib
@@ -58,11 +59,37 @@ def configure_torch(threads: int = 0) -> None:
         _torch_ready = True
 
 
+class DeviceUnavailable(RuntimeError):
+    """The configured ``device`` is not on the machine running the job (one line)."""
+
+    user_facing = True
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``.
+
+    Checked where the job runs (a cluster's login node may have no GPU its compute nodes
+    have): a ``cuda``/``cuda:N``/``mps`` device this machine lacks raises
+    :class:`DeviceUnavailable`.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    missing = None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            missing = "this machine has no CUDA GPU that torch can use"
+        elif dev.index is not None and dev.index >= count:
+            missing = f"this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})"
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        missing = "this machine has no MPS device that torch can use"
+    if missing:
+        raise DeviceUnavailable(
+            f"config key device: {str(device)!r} is not available: {missing} "
+            f"(host {platform.node()}); use device: auto or cpu"
+        )
+    return dev
 
 
 def dtype_of(name: str) -> torch.dtype:
