@@ -73,6 +73,7 @@ BAD = [
     # A subset larger than its split (Fashion-MNIST: 60,000 / 10,000 images).
     ("training.train_subset", 60_001, "training.train_subset"),
     ("training.test_subset", 10_001, "training.test_subset"),
+    ("curvature.batch_size", 60_001, "curvature.batch_size"),
     ("training.scalings", ["joint_residual"], "training.scalings[0]"),
     ("claims.flat_spread", -0.1, "claims.flat_spread"),
     ("claims.flat_sprad", 0.1, "claims.flat_sprad"),

@@ -332,3 +332,15 @@ def test_concurrent_cells_in_threads_match_sequential():
             concurrent = list(pool.map(lambda i, m=methods: cell(i, m), range(12)))
         for i, row in enumerate(concurrent):
             assert row == sequential[i % len(specs)], methods
+
+
+def test_a_subspace_larger_than_the_model_is_one_line():
+    from goldilocks.curvature import SubspaceTooLarge
+
+    with pytest.raises(SubspaceTooLarge) as err:
+        sparse_projection(12, 13, torch.Generator().manual_seed(0))
+    message = str(err.value)
+    assert err.value.user_facing and isinstance(err.value, ValueError) and "\n" not in message
+    assert message == (
+        "config key curvature.subspace_dim: d = 13 exceeds the model's parameter count P = 12"
+    )

@@ -231,9 +231,21 @@ def _check_training(config: Mapping) -> None:
                 )
 
 
+def _check_curvature(config: Mapping) -> None:
+    batch = config["curvature"]["batch_size"]
+    for dataset in sorted({p["dataset"] for p in config["pairs"]}):
+        size = DATASET_SIZES[dataset][0]
+        if batch > size:
+            raise ConfigError(
+                f"config key curvature.batch_size: {batch} exceeds the {size} images of "
+                f"{dataset}'s training split"
+            )
+
+
 def _check_semantics(config: Mapping) -> None:
     _check_models(config)
     _check_pairs(config)
+    _check_curvature(config)
     for stage in ("curvature", "training"):
         for name, grid in config[stage]["scales"].items():
             _check_grid(config, f"{stage}.scales.{name}", grid)

@@ -84,6 +84,12 @@ class Projection:
         return (vectors[..., idx] * val).sum(-1)
 
 
+class SubspaceTooLarge(ValueError):
+    """``curvature.subspace_dim`` larger than the model's parameter count (one line)."""
+
+    user_facing = True
+
+
 def sparse_projection(n_params: int, dim: int, generator: torch.Generator) -> Projection:
     """Random sparse ``R`` with exactly orthonormal columns (docs/method.md section 4).
 
@@ -92,11 +98,12 @@ def sparse_projection(n_params: int, dim: int, generator: torch.Generator) -> Pr
     ``R^T R = I`` exactly, and ``R`` stays sparse.
 
     Raises:
-        ValueError: if ``P < d``.
+        SubspaceTooLarge: if ``P < d`` (a ``ValueError``).
     """
     if n_params < dim:
-        raise ValueError(
-            f"curvature.subspace_dim: d = {dim} exceeds the parameter count P = {n_params}"
+        raise SubspaceTooLarge(
+            f"config key curvature.subspace_dim: d = {dim} exceeds the model's parameter "
+            f"count P = {n_params}"
         )
     s = min(math.isqrt(n_params - 1) + 1, n_params // dim)
     index = torch.randperm(n_params, generator=generator)[: dim * s].view(dim, s)
