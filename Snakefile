@@ -1,11 +1,15 @@
 # Goldilocks pipeline: data -> init -> curvature, kl, train -> aggregate -> figures, claims.
 # Table of contents only; the stages live in workflow/rules/, the science in src/.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The working directory's config.yaml, else the repository's: a run in another folder
+# (--directory) merges its --configfile over the same defaults as a run here.
+configfile: "config.yaml" if Path("config.yaml").is_file() else f"{workflow.basedir}/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -335,3 +335,17 @@ def test_missing_cifar10_fails_with_the_folders_searched(tmp_path):
 def test_lint_is_clean():
     proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_folder_without_config_yaml_merges_over_the_repositorys(tmp_path):
+    """In a folder with no config.yaml (``--directory``), a --configfile that sets a few
+    keys is merged over the repository's config.yaml, as in the repository: Snakemake
+    alone would skip the missing file and run (or refuse) the partial config by itself."""
+    part = tmp_path / "part.yaml"
+    part.write_text("seeds: [0]\ntraining:\n  seeds: null\n")
+    (tmp_path / "with").mkdir()
+    shutil.copy(ROOT / "config.yaml", tmp_path / "with" / "config.yaml")
+    (tmp_path / "without").mkdir()
+    here = dry_run_jobs(tmp_path / "with", "all", "--configfile", str(part))
+    there = dry_run_jobs(tmp_path / "without", "all", "--configfile", str(part))
+    assert there == here and there["curvature"] == 176 and there["train"] == 210, there

@@ -58,7 +58,7 @@ def stale(path, what: str, found, wanted, rule: str) -> StaleFile:
     """The one-line error for a cached file of another format."""
     return StaleFile(
         f"{path}: {what} format {found}, this code reads format {wanted}; rebuild it with "
-        f"`snakemake --forcerun {rule}` (or delete it)"
+        f"`snakemake --forcerun {rule}` and the run's --configfile, if any (or delete it)"
     )
 
 
@@ -69,7 +69,7 @@ def unreadable(path, err: Exception) -> StaleFile:
     reason = reason if len(reason) <= 160 else f"{reason[:157]}..."
     return StaleFile(
         f"{path}: cannot be read ({type(err).__name__}: {reason}); rebuild it with "
-        f"`snakemake --forcerun {path}` (or delete it)"
+        f"`snakemake --forcerun {path}` and the run's --configfile, if any (or delete it)"
     )
 
 
