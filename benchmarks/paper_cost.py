@@ -41,8 +41,6 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-import yaml
-from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -53,22 +51,12 @@ from training import describe, device_name, epoch_costs, setup  # noqa: E402
 
 from goldilocks import cells, grid  # noqa: E402
 from goldilocks.batched import batch_method  # noqa: E402
-from goldilocks.config import check_config  # noqa: E402
+from goldilocks.config import load_merged  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
 from goldilocks.initial import random_problem  # noqa: E402
 from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES  # noqa: E402
 
 CONFIGS = ("configs/paper.yaml", "configs/extended.yaml")
-
-
-def load(path: str) -> dict:
-    """``config.yaml`` with ``path`` over it, validated (defaults filled in)."""
-    with open(ROOT / "config.yaml") as fh:
-        base = yaml.safe_load(fh)
-    with open(ROOT / path) as fh:
-        update_config(base, yaml.safe_load(fh))  # as Snakemake merges --configfile
-    with open(ROOT / "workflow" / "schemas" / "config.schema.yaml") as fh:
-        return check_config(base, yaml.safe_load(fh))
 
 
 def curvature_cost(config: dict, arch: str, dataset: str, device, args) -> float:
@@ -178,7 +166,7 @@ def main() -> None:
     parser.add_argument("--costs", default=None, help="training costs measured by "
                         "benchmarks/training.py --save on this device")  # fmt: skip
     args = parser.parse_args()
-    configs = {path: load(path) for path in args.config}
+    configs = {path: load_merged(path, ROOT) for path in args.config}
     device = setup(args.device, threads=0)
     if args.costs and not Path(args.costs).is_file():
         parser.error(f"--costs {args.costs}: no such file")

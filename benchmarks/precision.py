@@ -22,13 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from goldilocks.config import check_config  # noqa: E402
+from goldilocks.config import load_merged  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
 from goldilocks.grid import alpha_and_temperature, applies, scales_of  # noqa: E402
 from goldilocks.initial import InitialState, problem  # noqa: E402
@@ -64,11 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_torch(args.threads)  # and TF32 off
     device = torch.device(args.device)
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    if Path(args.config).resolve() != (ROOT / "config.yaml").resolve():
-        update_config(config, yaml.safe_load(Path(args.config).read_text()))  # as Snakemake
-    config = check_config(config, schema)
+    config = load_merged(Path(args.config).resolve(), ROOT)
     pair = config["pairs"][0]
     arch, dataset = args.pair.split("/") if args.pair else (pair["architecture"], pair["dataset"])
     print(f"{arch}/{dataset} seed {args.seed}, {device}, torch threads {args.threads}")
@@ -82,10 +76,11 @@ def main() -> None:
         init_dir = Path(args.workdir) / f"results/init/{arch}_{dataset}/{variant}"
         init_path = init_dir / f"seed{args.seed}.pt"
         init = InitialState.load(init_path)
+        description = describe(arch, variant)
         for scaling in config["curvature"]["scalings"]:
-            if not applies(scaling, describe(arch, variant)):  # joint_residual: residual only
+            if not applies(scaling, description):  # joint_residual: residual only
                 continue
-            grid = scales_of(config["curvature"]["scales"], scaling, describe(arch, variant))
+            grid = scales_of(config["curvature"]["scales"], scaling, description)
             for scale in (grid[0], grid[len(grid) // 2], grid[-1]):
                 cell = (init, arch, dataset, variant, scaling, scale)
                 r64, s64 = run(*cell, torch.float64, device)

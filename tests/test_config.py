@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goldilocks.config import ConfigError, check_config
+from goldilocks.config import ConfigError, check_config, load_merged
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -145,3 +145,16 @@ def test_a_nested_command_line_value_read_as_a_string_gets_the_configfile_hint()
     with pytest.raises(ConfigError) as err:  # a real string gets no such hint
         check_config(_with("training.epochs", "five"), SCHEMA)
     assert "--configfile" not in str(err.value)
+
+
+def test_load_merged_is_config_yaml_with_the_file_over_it(tmp_path):
+    """What the benchmarks read: a partial file keeps config.yaml's other values; a path
+    may be absolute; config.yaml over itself is config.yaml."""
+    part = tmp_path / "part.yaml"
+    part.write_text("seeds: [7]\ntraining:\n  epochs: 40\n")
+    merged = load_merged(part, ROOT)
+    plain = load_merged("config.yaml", ROOT)
+    assert merged["seeds"] == [7] and merged["training"]["epochs"] == 40
+    assert merged["training"]["lr_base"] == plain["training"]["lr_base"]
+    assert merged["curvature"] == plain["curvature"]
+    assert plain == check_config(yaml.safe_load((ROOT / "config.yaml").read_text()), SCHEMA)

@@ -4,11 +4,11 @@
    required keys; its defaults are filled in.
 2. Semantic checks the schema cannot express: finite numbers (YAML's ``.nan`` and
    ``.inf`` pass a schema's ``number``), ``log10_min <= log10_max``, scales inside the
-   float range, known architecture/dataset pairs, ``log_every <= epochs``, subsets no
-   larger than their split, trained pairs among the pairs, TF32 not with curvature
-   along training, mirrors that exist, and the users' models (``models``:
-   names, factory modules, what a null output exponent rules out), which it registers
-   (:mod:`goldilocks.registered`).
+   float range, known architecture/dataset pairs, ``log_every <= epochs``, subsets and
+   the curvature batch no larger than their split, trained pairs among the pairs, TF32
+   not with curvature along training, mirrors that exist, and the users' models
+   (``models``: names, factory modules, what a null output exponent rules out), which it
+   registers (:mod:`goldilocks.registered`).
 
 Every failure is one :class:`ConfigError` whose message names the key and the value.
 """
@@ -222,30 +222,25 @@ def _check_training(config: Mapping) -> None:
                 f"is not one of pairs ({listed})"
             )
     for key, split in (("train_subset", 0), ("test_subset", 1)):
-        for dataset in sorted({p["dataset"] for p in config["pairs"]}):
-            size = DATASET_SIZES[dataset][split]
-            if tr.get(key) and tr[key] > size:
-                raise ConfigError(
-                    f"config key training.{key}: {tr[key]} exceeds the {size} images of "
-                    f"{dataset}'s {('training', 'test')[split]} split"
-                )
+        _check_within_split(config, f"training.{key}", tr.get(key), split)
 
 
-def _check_curvature(config: Mapping) -> None:
-    batch = config["curvature"]["batch_size"]
+def _check_within_split(config: Mapping, key: str, images, split: int) -> None:
+    """``images`` (a subset or batch; None or 0: none set) at most the ``split``
+    (0 training, 1 test) of every configured dataset."""
     for dataset in sorted({p["dataset"] for p in config["pairs"]}):
-        size = DATASET_SIZES[dataset][0]
-        if batch > size:
+        size = DATASET_SIZES[dataset][split]
+        if images and images > size:
             raise ConfigError(
-                f"config key curvature.batch_size: {batch} exceeds the {size} images of "
-                f"{dataset}'s training split"
+                f"config key {key}: {images} exceeds the {size} images of "
+                f"{dataset}'s {('training', 'test')[split]} split"
             )
 
 
 def _check_semantics(config: Mapping) -> None:
     _check_models(config)
     _check_pairs(config)
-    _check_curvature(config)
+    _check_within_split(config, "curvature.batch_size", config["curvature"]["batch_size"], 0)
     for stage in ("curvature", "training"):
         for name, grid in config[stage]["scales"].items():
             _check_grid(config, f"{stage}.scales.{name}", grid)
@@ -253,6 +248,20 @@ def _check_semantics(config: Mapping) -> None:
     for mirror in config["data"]["mirrors"]:
         if mirror not in DEFAULT_MIRRORS and not Path(mirror).is_dir():
             raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")
+
+
+def load_merged(path: str | Path, root: str | Path) -> dict:
+    """``root``'s config.yaml with the YAML file ``path`` (relative to ``root`` unless
+    absolute) merged over it as Snakemake merges ``--configfile``, validated against
+    ``root``'s schema (defaults filled in): the config a run with that file gets."""
+    import yaml
+    from snakemake.utils import update_config
+
+    root = Path(root)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((root / path).read_text()))
+    schema = yaml.safe_load((root / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return check_config(config, schema)
 
 
 def check_config(config: dict, schema: Mapping) -> dict:
