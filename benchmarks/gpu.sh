@@ -3,6 +3,8 @@
 # (BUDGET seconds, default 540: a device call runs at most 600), most important first:
 #   1. training benchmark: epoch cost per cell alone and batched (vmap, K = 1..64) against
 #      the FP32 floor, cheapest model first; --save keeps every finished model's numbers;
+#      then the grouped convolutions vmap makes of LeNet-5's and ResNet-4's layers against
+#      three other ways of computing them (benchmarks/grouped_conv.py, same file);
 #   2. paper-grid estimates of configs/paper.yaml and configs/extended.yaml, training costs
 #      taken from step 1 (only curvature is measured again);
 #   3. TF32 against strict FP32 (final accuracies of 48 LeNet-300-100 cells beside the
@@ -37,6 +39,7 @@ step() { echo "== $1 ($(date +%T), $(left) s left)"; }
 GRID_CONFIGS=configs/paper.yaml
 if [ "$DEVICE" = cpu ]; then  # a rehearsal: every step, toy sizes (the CPU engine: loop)
   TRAIN_ARGS="--train-size 64 --cells 1,64 --archs lenet300100 --methods loop"
+  CONV_ARGS="--cells 2 --images 4 --repeats 1"
   COST_ARGS="--train-size 64 --curvature-batch 8 --subspace-dim 4"
   TF32_ARGS="--dataset synthetic --epochs 3 --seeds 0,1 --scales 1 --variants homogeneous"
   cat > /tmp/gpu_rehearsal.yaml <<'YAML'
@@ -46,6 +49,7 @@ YAML
   GRID_CONFIGS="$GRID_CONFIGS /tmp/gpu_rehearsal.yaml"
 else
   TRAIN_ARGS="--cells 1,4,16,32,64 --methods vmap"
+  CONV_ARGS=""
   COST_ARGS=""
   TF32_ARGS=""
 fi
@@ -69,6 +73,11 @@ step "1. training benchmark: epoch cost alone and batched against the floor"
 # shellcheck disable=SC2086
 timeout -k 10 "$(cap 200 200)" $PY benchmarks/training.py --device "$DEVICE" --repeats 1 \
   --save "$OUT/training_costs.json" $TRAIN_ARGS 2>&1 | tee "$OUT/bench_training.txt"
+
+step "1b. grouped convolutions: four ways"
+# shellcheck disable=SC2086
+timeout -k 10 "$(cap 40 150)" $PY benchmarks/grouped_conv.py --device "$DEVICE" $CONV_ARGS 2>&1 |
+  tee -a "$OUT/bench_training.txt"
 
 step "2. paper-grid estimates (training costs from step 1)"
 # shellcheck disable=SC2086

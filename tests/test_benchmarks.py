@@ -45,11 +45,22 @@ def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
-    for step in ("1. training", "2. paper-grid", "3. TF32", "4. the paper grid", "done"):
+    for step in (
+        "1. training",
+        "1b. grouped",
+        "2. paper-grid",
+        "3. TF32",
+        "4. the paper grid",
+        "done",
+    ):
         assert f"== {step}" in log, log[-3000:]
     # 1: the benchmark's table and its JSON, which step 2 read instead of measuring again
     bench = (out / "bench_training.txt").read_text()
     assert "floor lenet300100/fmnist" in bench and "loop  64" in bench, bench
+    # 1b: every way of every grouped layer timed, and each agrees with the grouped conv
+    rows = [r for r in bench.splitlines() if " conv2 " in r or " block " in r]
+    assert len(rows) == 3 * 4, bench
+    assert all(float(r.split()[-1]) < 1e-4 for r in rows), rows
     costs = (out / "paper_cost.txt").read_text()
     paper = costs.split("configs/extended.yaml")[0]
     assert "1170 training" in paper and "INCOMPLETE" not in paper, costs
