@@ -175,6 +175,13 @@ def test_null_k_is_fine_without_joint_or_alpha_training():
     config = _config(models)
     config["pairs"] = [{"architecture": "lenet300100", "dataset": "synthetic"}]
     check_config(config, SCHEMA)
+    # Alpha training needs k only of the trained pairs (training.pairs).
+    config = _config(
+        models,
+        **{"curvature.scalings": ["alpha", "temperature"], "training.scalings": ["alpha"]},
+    )
+    config["training"]["pairs"] = [{"architecture": "lenet300100", "dataset": "synthetic"}]
+    check_config(config, SCHEMA)
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from goldilocks import registered
-from goldilocks.cells import variants_of
+from goldilocks.cells import trained_pairs, variants_of
 from goldilocks.variants import ARCHITECTURES, DATASET_SIZES, PAPER_PAIRS, depth
 
 #: Largest |exponent| of a scale 10^e (times L with times_depth): float64 ends at 1.8e308.
 MAX_EXPONENT = 300
-
-DEFAULT_MIRRORS = ("/usr/share/datasets/fashion-mnist", "/usr/share/datasets/cifar10")
 
 
 class ConfigError(ValueError):
@@ -113,13 +111,14 @@ def _check_models(config: Mapping) -> None:
     scaling or alpha training for a variant whose output exponent is null. Registers the
     models, so the checks after this one see them like built-ins."""
     models = config.get("models") or {}
-    used = {p["architecture"] for p in config["pairs"]}
     tr = config["training"]
-    needs_k = []  # (key, scaling): what uses k = output_exponent
+    needs_k = []  # (key, scaling, architectures it reaches): what uses k = output_exponent
     if "joint" in config["curvature"]["scalings"]:
-        needs_k.append(("curvature.scalings", "joint"))
+        needs_k.append(
+            ("curvature.scalings", "joint", {p["architecture"] for p in config["pairs"]})
+        )
     if tr.get("enabled", True) and "alpha" in tr["scalings"]:
-        needs_k.append(("training.scalings", "alpha"))
+        needs_k.append(("training.scalings", "alpha", {a for a, _ in trained_pairs(config)}))
     for name, spec in models.items():
         key = f"models.{name}"
         if name in ARCHITECTURES:
@@ -140,8 +139,9 @@ def _check_models(config: Mapping) -> None:
                     f"config key {vkey}.residual_depth: {numbers['residual_depth']} exceeds "
                     f"depth {numbers['depth']} (𝓛 counts layers of the longest path)"
                 )
-            if numbers["output_exponent"] is None and name in used and needs_k:
-                where, scaling = needs_k[0]
+            reached = [(where, scaling) for where, scaling, archs in needs_k if name in archs]
+            if numbers["output_exponent"] is None and reached:
+                where, scaling = reached[0]
                 raise ConfigError(
                     f"config key {vkey}.output_exponent: null (the logits follow no single "
                     f"power of alpha), but {where} has {scaling}, which needs k (joint: "
@@ -237,7 +237,7 @@ def _check_within_split(config: Mapping, key: str, images, split: int) -> None:
             )
 
 
-def _check_semantics(config: Mapping) -> None:
+def _check_semantics(config: Mapping, schema: Mapping) -> None:
     _check_models(config)
     _check_pairs(config)
     _check_within_split(config, "curvature.batch_size", config["curvature"]["batch_size"], 0)
@@ -245,8 +245,10 @@ def _check_semantics(config: Mapping) -> None:
         for name, grid in config[stage]["scales"].items():
             _check_grid(config, f"{stage}.scales.{name}", grid)
     _check_training(config)
+    # the default mirrors (Debian's dataset packages) may be absent: then torchvision downloads
+    defaults = schema["properties"]["data"]["properties"]["mirrors"]["default"]
     for mirror in config["data"]["mirrors"]:
-        if mirror not in DEFAULT_MIRRORS and not Path(mirror).is_dir():
+        if mirror not in defaults and not Path(mirror).is_dir():
             raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")
 
 
@@ -277,5 +279,5 @@ def check_config(config: dict, schema: Mapping) -> dict:
     _fill_defaults(config, schema, schema)
     _check_finite(config)
     _check_schema(config, schema)
-    _check_semantics(config)
+    _check_semantics(config, schema)
     return config
