@@ -24,6 +24,7 @@ import torch
 from conftest import in_threads, tiny_case
 
 from goldilocks.batched import Batcher, Cell, Shared, batch_method, train_batched
+from goldilocks.io import StaleFile
 from goldilocks.models import build_model, init_params
 from goldilocks.training import TrainState, train
 
@@ -408,3 +409,17 @@ def test_batcher_error_fails_every_cell_of_the_batch():
     assert all(isinstance(r, Exception) and "disk full" in str(r) for r in got)
     with pytest.raises(ValueError, match=r"^batch_cells: must be at least 1"):
         Batcher(0)
+
+
+def test_batcher_bad_input_fails_every_cell_with_its_one_line():
+    """A cell's bad-input error (``user_facing``: an unreadable file, ...) reaches the
+    other cells' jobs as the same one line, so none of them prints a traceback."""
+
+    def on_epoch(i, state):
+        if i == 2 and state.epoch == 2:
+            raise StaleFile("results/train/x.pt: unreadable; snakemake --forcerun train")
+
+    jobs, _ = _jobs(3, on_epoch=on_epoch)
+    got = _batcher_run(Batcher(max_cells=3, wait_s=60), jobs)
+    assert all(isinstance(r, Exception) and r.user_facing for r in got), got
+    assert {str(r) for r in got} == {"results/train/x.pt: unreadable; snakemake --forcerun train"}

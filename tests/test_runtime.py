@@ -10,6 +10,7 @@ import torch
 from goldilocks.data import DatasetUnavailable
 from goldilocks.runtime import (
     DeviceUnavailable,
+    FailedElsewhere,
     Precision,
     configure_torch,
     dtype_of,
@@ -162,6 +163,47 @@ def test_shared_value_build_error_reaches_the_builder_and_is_not_kept():
         pass
     with shared_value("bad", lambda: 7) as value:
         assert value == 7
+
+
+def _build_fails_with_one_waiter(key, error) -> list:
+    """What the building thread and one thread waiting for it raise when ``build()``
+    raises ``error``."""
+    started, raised = threading.Event(), []
+
+    def build():
+        started.set()
+        time.sleep(0.3)  # the waiter arrives while it is being built
+        raise error
+
+    def holder(fn):
+        try:
+            with shared_value(key, fn):
+                pass
+        except Exception as err:
+            raised.append(err)
+
+    builder = threading.Thread(target=holder, args=(build,))
+    builder.start()
+    started.wait(10)
+    waiter = threading.Thread(target=holder, args=(lambda: pytest.fail("built twice"),))
+    waiter.start()
+    builder.join(10)
+    waiter.join(10)
+    return raised
+
+
+def test_shared_value_build_error_reaches_waiting_threads_as_it_reached_the_builder():
+    """A waiting job ends like the builder: bad input keeps its one line and its
+    ``user_facing`` mark (else every waiting job printed a traceback), any other error
+    says it happened while building."""
+    for error, line in (
+        (DatasetUnavailable("results/data/x.pt: cannot read"), "results/data/x.pt: cannot read"),
+        (OSError("disk"), "building the shared value failed: disk"),
+    ):
+        raised = _build_fails_with_one_waiter(("key", line), error)
+        assert raised[0] is error
+        assert isinstance(raised[1], FailedElsewhere) and str(raised[1]) == line
+        assert raised[1].user_facing == getattr(error, "user_facing", False)
 
 
 def test_run_block_cuts_only_a_user_facing_errors_traceback():

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from goldilocks.models import forward
+from goldilocks.runtime import FailedElsewhere
 from goldilocks.training import (
     Evaluation,
     TrainState,
@@ -427,10 +428,8 @@ class Batcher:
         if not leader:
             batch.done.wait()
             if batch.error is not None:
-                raise RuntimeError(
-                    f"the batch of {len(batch.cells)} cells this cell trained in failed: "
-                    f"{batch.error}"
-                ) from batch.error
+                context = f"the batch of {len(batch.cells)} cells this cell trained in failed"
+                raise FailedElsewhere(context, batch.error) from batch.error
             return cell.state
         batch.full.wait(self.wait_s)
         with self._lock:

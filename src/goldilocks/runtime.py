@@ -59,6 +59,17 @@ def configure_torch(threads: int = 0) -> None:
         _torch_ready = True
 
 
+class FailedElsewhere(RuntimeError):
+    """Another thread's error, raised in a thread that waited on that thread's work (a
+    shared value, a batch): bad input (``user_facing``) keeps its one line and its mark,
+    so every waiting job ends as the failing one does; any other error reads
+    ``<context>: <error>``."""
+
+    def __init__(self, context: str, error: BaseException) -> None:
+        self.user_facing = getattr(error, "user_facing", False)
+        super().__init__(str(error) if self.user_facing else f"{context}: {error}")
+
+
 class DeviceUnavailable(RuntimeError):
     """The configured ``device`` is not on the machine running the job (one line)."""
 
@@ -241,8 +252,8 @@ def shared_value(key: Hashable, build: Callable[[], T]) -> Iterator[T]:
     training set on the GPU would cost the set's size once per waiting cell.
 
     Raises:
-        RuntimeError: in a waiting thread when the building thread's ``build()`` failed
-            (that thread raises the error itself).
+        FailedElsewhere: in a waiting thread when the building thread's ``build()``
+            failed (that thread raises the error itself).
     """
     with _SHARED_LOCK:
         entry = _SHARED.get(key)
@@ -262,7 +273,9 @@ def shared_value(key: Hashable, build: Callable[[], T]) -> Iterator[T]:
         else:
             entry.ready.wait()
             if entry.error is not None:
-                raise RuntimeError(f"building the shared value failed: {entry.error}")
+                raise FailedElsewhere("building the shared value failed", entry.error) from (
+                    entry.error
+                )
         yield entry.value
     finally:
         with _SHARED_LOCK:
