@@ -147,6 +147,22 @@ def test_cifar10_miniature_fails_torchvisions_md5_check(tmp_path):
     assert "cifar-10-python.tar.gz" in message
 
 
+def test_truncated_cifar10_archive_is_one_line_naming_it(tmp_path):
+    """A mirror archive cut short (an interrupted copy) or not gzip at all: one line
+    naming the archive, not tarfile's traceback."""
+    mirror = tmp_path / "mirror"
+    cifar_mini.write_archive(mirror)
+    archive = mirror / "cifar-10-python.tar.gz"
+    whole = archive.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"not a gzip file"):
+        archive.write_bytes(broken)
+        with pytest.raises(DatasetUnavailable) as err:
+            prepare("cifar10", [mirror], tmp_path / "root", download=False)
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith(f"cifar10: cannot stage mirror {archive} into"), message
+
+
 def test_missing_cifar10_names_folders_and_archive(tmp_path):
     mirrors = [tmp_path / "a", tmp_path / "b"]
     with pytest.raises(DatasetUnavailable) as err:

@@ -110,14 +110,35 @@ def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
 
 
 def _stage_cifar(mirror: Path, root: Path) -> bool:
-    if (mirror / CIFAR_FOLDER).is_dir():  # copied every time, as Fashion-MNIST's files
-        shutil.copytree(mirror / CIFAR_FOLDER, root / CIFAR_FOLDER, dirs_exist_ok=True)
-        return True
-    if (mirror / CIFAR_ARCHIVE).is_file():
-        with tarfile.open(mirror / CIFAR_ARCHIVE, "r:gz") as tar:
-            tar.extractall(root, filter="data")
-        return True
-    return False
+    """Copy the mirror's ``cifar-10-batches-py/`` (or extract its archive) into ``root``,
+    every time, as Fashion-MNIST's files; ``False`` when the mirror has neither.
+
+    Raises:
+        DatasetUnavailable: naming the folder or archive that could not be copied or
+            extracted (a truncated or non-gzip archive, a full disk).
+    """
+    if (mirror / CIFAR_FOLDER).is_dir():
+        src = mirror / CIFAR_FOLDER
+
+        def stage():
+            shutil.copytree(src, root / CIFAR_FOLDER, dirs_exist_ok=True)
+    elif (mirror / CIFAR_ARCHIVE).is_file():
+        src = mirror / CIFAR_ARCHIVE
+
+        def stage():
+            with tarfile.open(src, "r:gz") as tar:
+                tar.extractall(root, filter="data")
+    else:
+        return False
+    try:
+        stage()
+    except (OSError, EOFError, tarfile.TarError) as err:  # shutil.Error is an OSError
+        raise DatasetUnavailable(
+            f"cifar10: cannot stage mirror {src} into {root} ({type(err).__name__}: "
+            f"{err}); replace it with the original, or check that {root} is writable "
+            "and its disk has room"
+        ) from err
+    return True
 
 
 def _torchvision_splits(dataset: str, root: Path, download: bool, cifar_class=None):
