@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from goldilocks.models import build_model, forward
 from goldilocks.training import (
     BACKWARD_PEAK_FACTOR,
     MEMORY_FRACTION,
+    NoRoom,
     TrainState,
     auto_chunk_size,
     available_memory,
@@ -158,6 +160,18 @@ def test_saved_bytes_per_sample_counts_the_activations():
     assert saved_bytes_per_sample(model, (1, 3, 3), torch.float32) == 13 * 4 + 8
 
 
+def test_available_memory_without_proc_meminfo(monkeypatch):
+    """Off Linux (macOS: no /proc) the CPU's physical memory, not a FileNotFoundError."""
+    import goldilocks.training as training
+
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("/proc/meminfo")
+
+    monkeypatch.setattr(training, "open", no_proc, raising=False)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert available_memory(torch.device("cpu")) == physical
+
+
 def test_auto_chunk_size():
     model = build_model("lenet300100", "homogeneous", (1, 3, 3), 3, widths=(6, 4))
     per_sample = BACKWARD_PEAK_FACTOR * 112  # float64, see the test above
@@ -169,8 +183,9 @@ def test_auto_chunk_size():
     chunk = auto_chunk_size(model, (1, 3, 3), 100, torch.float64, cpu, cells=3, available=fits)
     assert chunk == 25  # 33 fit for 3 cells: four chunks of 25
     assert chunk * 3 * per_sample <= MEMORY_FRACTION * fits
-    with pytest.raises(ValueError, match=r"^chunk_size: auto: one sample of 1 cell"):
+    with pytest.raises(NoRoom, match=r"^config key training.chunk_size: auto: one sample of 1 "):
         auto_chunk_size(model, (1, 3, 3), 100, torch.float64, cpu, available=100)
+    assert NoRoom.user_facing  # a job ends with the line, not a traceback
     assert available_memory(cpu) > 0
     # The real default: the whole of a small training set fits this machine's memory.
     assert auto_chunk_size(model, (1, 3, 3), 1000, torch.float64, cpu) is None

@@ -14,6 +14,7 @@ that epoch; that is data, not an error.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -217,17 +218,41 @@ def saved_bytes_per_sample(
     return (totals[1] - totals[0]) / (probe_sizes[1] - probe_sizes[0])
 
 
+class NoRoom(ValueError):
+    """``chunk_size: auto`` finds no room for even one sample, or cannot tell the
+    machine's memory (one line naming the key)."""
+
+    user_facing = True
+
+
 def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors: ``MemAvailable`` of ``/proc/meminfo`` on the CPU; on a
-    GPU the driver's free memory plus what torch has cached but not allocated."""
+    """Bytes free for new tensors: on a GPU the driver's free memory plus what torch has
+    cached but not allocated; on Apple's ``mps`` torch's recommended working set less what
+    its driver holds; on the CPU ``MemAvailable`` of ``/proc/meminfo`` (Linux), elsewhere
+    the physical memory (macOS: no portable call tells the free memory).
+
+    Raises:
+        NoRoom: on a CPU whose memory none of these tells.
+    """
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("chunk_size: auto: /proc/meminfo has no MemAvailable line")
+    if device.type == "mps":
+        return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
+        raise NoRoom(
+            "config key training.chunk_size: auto cannot tell this machine's memory; "
+            "set a number of samples per chunk"
+        ) from None
 
 
 def auto_chunk_size(
@@ -248,7 +273,7 @@ def auto_chunk_size(
     into equal chunks, as few as fit.
 
     Raises:
-        ValueError: when not even one sample fits.
+        NoRoom: when not even one sample fits.
     """
     per_sample = BACKWARD_PEAK_FACTOR * cells * saved_bytes_per_sample(model, in_shape, dtype)
     budget = MEMORY_FRACTION * (available_memory(device) if available is None else available)
@@ -256,9 +281,10 @@ def auto_chunk_size(
         return None
     largest = int(budget // per_sample)
     if largest < 1:
-        raise ValueError(
-            f"chunk_size: auto: one sample of {cells} cell(s) needs {per_sample / 2**20:.1f} MiB, "
-            f"more than the {budget / 2**20:.1f} MiB allowed on {device.type}"
+        raise NoRoom(
+            f"config key training.chunk_size: auto: one sample of {cells} cell(s) needs "
+            f"{per_sample / 2**20:.1f} MiB, more than the {budget / 2**20:.1f} MiB allowed "
+            f"on {device.type}"
         )
     chunks = math.ceil(n_samples / largest)
     return math.ceil(n_samples / chunks)
