@@ -1,10 +1,10 @@
 """Goldilocks: curvature at initialisation and trainability of inhomogeneous networks.
 
-The torch-free parts (``variants``, ``grid``, ``cells``, ``config``, ``io``, ``tables``,
-``aggregate``, ``zone``) import in milliseconds, because the workflow needs some of them at
-every parse; everything else is loaded on first attribute access, so ``import goldilocks``
-alone never imports torch. The method these modules compute is written down in
-``docs/method.md``.
+The torch-free parts (``variants``, ``grid``, ``cells``, ``registered``, ``config``,
+``io``, ``tables``, ``aggregate``, ``zone``, ``claims``) import in milliseconds, because
+the workflow needs some of them at every parse; everything else is loaded on first
+attribute access, so ``import goldilocks`` alone never imports torch. The method these
+modules compute is written down in ``docs/method.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _EXPORTS = {
     "figure_4": "figures",
     "figure_5": "figures",
     "figure_6": "figures",
+    "figure_7": "figures",
     "scaled_output_kl": "output_scaling",
     "output_scaling_table": "output_scaling",
     "depth": "variants",

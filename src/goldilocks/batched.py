@@ -407,7 +407,7 @@ class Batcher:
         sizes: the size of every batch run so far, in order of start.
     """
 
-    def __init__(self, max_cells: int, wait_s: float = 1.0) -> None:
+    def __init__(self, max_cells: int, wait_s: float = 5.0) -> None:
         if max_cells < 1:
             raise ValueError(f"batch_cells: must be at least 1, got {max_cells}")
         self.max_cells, self.wait_s = max_cells, wait_s

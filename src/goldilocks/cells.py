@@ -39,6 +39,7 @@ CURVATURE_IDENTITY: tuple[str, ...] = (
 TRAIN_IDENTITY: tuple[str, ...] = (*CURVATURE_IDENTITY, "lr_base", "lr")
 #: The grid axes of a cell (its wildcards), the sort order of every table.
 CURVATURE_KEYS: tuple[str, ...] = ("architecture", "dataset", "variant", "scaling", "scale", "seed")
+#: The axes of one training cell (its final row is its result).
 TRAIN_KEYS: tuple[str, ...] = (*CURVATURE_KEYS, "lr_base")
 
 

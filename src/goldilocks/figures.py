@@ -42,6 +42,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+from goldilocks.claims import LOG_TOL
 from goldilocks.io import write_atomic
 from goldilocks.tables import final_rows
 from goldilocks.variants import variant_names
@@ -247,7 +248,7 @@ def _zone_span(z, scales) -> tuple[float, float]:
     in log scale), the cell a trained scale is matched to.
     """
     lower, upper = float(z["lower"]), float(z["upper"])
-    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=1e-5):
+    if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=LOG_TOL):
         return lower, upper
     logs = np.log10(np.unique(np.asarray(scales, float)))
     if len(logs) < 2:
@@ -497,16 +498,6 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
     return fig
 
 
-FIGURES: dict[int, Callable[..., Figure]] = {
-    1: figure_1,
-    2: figure_2,
-    3: figure_3,
-    4: figure_4,
-    5: figure_5,
-    6: figure_6,
-}
-
-
 def save(fig: Figure, paths: Sequence[str | Path]) -> None:
     """Write ``fig`` to every path (format from the suffix), via a temporary name."""
     for path in map(Path, paths):
@@ -529,7 +520,7 @@ def _zone_points(z, near: list[float]) -> np.ndarray:
     """Which nearest-curvature scales lie inside the zone row ``z`` (None: none)."""
     if z is None:
         return np.zeros(len(near), bool)
-    lo, hi = np.log10(z["lower"]) - 1e-5, np.log10(z["upper"]) + 1e-5
+    lo, hi = np.log10(z["lower"]) - LOG_TOL, np.log10(z["upper"]) + LOG_TOL
     return np.array([bool(np.isfinite(n) and lo <= np.log10(n) <= hi) for n in near])
 
 
@@ -626,4 +617,12 @@ def figure_7(
     return fig
 
 
-FIGURES[7] = figure_7
+FIGURES: dict[int, Callable[..., Figure]] = {
+    1: figure_1,
+    2: figure_2,
+    3: figure_3,
+    4: figure_4,
+    5: figure_5,
+    6: figure_6,
+    7: figure_7,
+}

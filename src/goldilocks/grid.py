@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from goldilocks.variants import Description, describe
 
 SCALINGS: tuple[str, ...] = ("alpha", "temperature", "joint", "joint_residual")
-TRAINING_SCALINGS: tuple[str, ...] = ("alpha", "temperature")
 ALPHA_LR_RULES: tuple[str, ...] = ("paper", "residual_small_alpha")
 
 

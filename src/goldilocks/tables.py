@@ -13,14 +13,12 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from goldilocks.cells import CURVATURE_KEYS, CurvatureCell, TrainCell
+from goldilocks.cells import CURVATURE_KEYS, TRAIN_KEYS, CurvatureCell, TrainCell
 
 #: Sort order of every table: the grid axes, then what a row adds to them.
 SORT_KEYS: tuple[str, ...] = (*CURVATURE_KEYS, "lr_base", "epoch", "layer")
 #: Columns of a zone row's identity: one zone per curve.
 ZONE_KEYS: tuple[str, ...] = ("architecture", "dataset", "variant", "scaling")
-#: The axes of one training cell (its final row is its result).
-TRAIN_CELL_KEYS: tuple[str, ...] = (*CURVATURE_KEYS, "lr_base")
 
 
 def curvature_row(
@@ -83,4 +81,4 @@ def stack(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 def final_rows(training: pd.DataFrame) -> pd.DataFrame:
     """The last logged row of every training cell (a diverged cell's divergence row)."""
-    return training.sort_values("epoch").groupby(list(TRAIN_CELL_KEYS), as_index=False).tail(1)
+    return training.sort_values("epoch").groupby(list(TRAIN_KEYS), as_index=False).tail(1)

@@ -56,15 +56,12 @@ class Architecture:
             block replaces one layer by two: 1; ResNet-4's block exists in every variant
             and only gains its skip: 0).
         branch_layers: weight layers inside the residual branch (``𝓛`` with a skip).
-        convolutional: the model has convolutions (the curvature engine picks its
-            fastest methods by this).
     """
 
     name: str
     depth: int
     skip_adds: int
     branch_layers: int = 2
-    convolutional: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,6 @@ class Description:
         depth: ``L``, weight layers on the longest input-output path.
         residual_depth: ``𝓛``, weight layers inside residual branches (0 without skips).
         output_exponent: ``k``: the logits scale as ``alpha^k`` at large alpha.
-        convolutional: whether the model has convolutions.
     """
 
     architecture: str
@@ -85,7 +81,6 @@ class Description:
     depth: int
     residual_depth: int
     output_exponent: int
-    convolutional: bool = False
 
     @property
     def linear_output(self) -> bool:
@@ -115,8 +110,8 @@ _BUILTIN_VARIANTS = (
 )
 _BUILTIN_ARCHITECTURES = (
     Architecture("lenet300100", depth=3, skip_adds=1),
-    Architecture("lenet5", depth=5, skip_adds=1, convolutional=True),
-    Architecture("resnet4", depth=4, skip_adds=0, convolutional=True),
+    Architecture("lenet5", depth=5, skip_adds=1),
+    Architecture("resnet4", depth=4, skip_adds=0),
 )
 
 #: Names of the built-in architectures and variants, in the paper's order (then the
@@ -160,7 +155,6 @@ def _builtin(architecture: Architecture, variant: Variant) -> Description:
         depth=depth,
         residual_depth=architecture.branch_layers if variant.skip else 0,
         output_exponent=1 if variant.norm else depth,
-        convolutional=architecture.convolutional,
     )
 
 

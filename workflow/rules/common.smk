@@ -42,12 +42,13 @@ TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
 # training.tf32 is a train param only when true: a param that appears changes the params
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
-# Scalings with curvature cells (zone, figures 1 and 6) and with training cells (2, 4, 5).
 # The (architecture, dataset, scaling) parts that have cells, per stage.
 PARTS = {
     "curvature": {(c.architecture, c.dataset, c.scaling) for c in CURVATURE_CELLS},
     "training": {(c.architecture, c.dataset, c.scaling) for c in TRAIN_CELLS},
 }
+# Scalings with curvature cells (zone, figures 1, 6 and 7) and with training cells (2, 4,
+# 5 and 7).
 SCALINGS_OF = {
     "curvature": list(config["curvature"]["scalings"]),
     "training": list(config["training"]["scalings"]) if TRAINING else [],
@@ -75,10 +76,10 @@ TRAINED = "in training.scalings (and training.enabled: true)"
 TRAINING_FIGURES = (2, 4, 5, 7)
 FIGURE_NEEDS = {
     2: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
-    3: ("'layernorm' or 'combined' in variants", bool(KL_PAIRS)),
+    3: ("a LayerNorm variant with k = 1 in variants (layernorm, combined, ...)", bool(KL_PAIRS)),
     4: (f"'alpha' {TRAINED}", "alpha" in SCALINGS_OF["training"]),
     5: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
-    7: (f"training.enabled: true and a scaling {TRAINED}", TRAINING),
+    7: (f"a scaling {TRAINED}", TRAINING),
 }
 
 wildcard_constraints:
@@ -277,17 +278,9 @@ def claims_inputs(wildcards):
 
 
 def final_targets():
-    """The default targets: the tables, the claims and every figure the config has data for."""
-    targets = [
-        "results/curvature.parquet",
-        "results/goldilocks_zone.parquet",
-        "results/claims.parquet",
-        "results/claims.html",
-    ]
-    if TRAINING:
-        targets.append("results/training.parquet")
-    if KL_PAIRS:
-        targets.append("results/kl_layernorm.parquet")
+    """The default targets: the tables, the claims and every figure the config has data for
+    (called by rule all, after every rule is defined)."""
+    targets = [*rules.tables.output, rules.claims.output.table, rules.claims.output.html]
     for n in FIGURES:
         if figure_problem(n) is None:
             targets += figure_outputs(n)
