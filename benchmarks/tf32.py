@@ -1,5 +1,5 @@
 """TF32 against strict FP32 in training: final accuracies of a set of cells beside the
-spread over seeds (docs/performance.md, "TF32").
+spread over seeds (docs/performance.md, "Training many cells at once").
 
 For each variant (``--variants``), temperature scaling at ``--scales``, base rates
 ``--lrs`` and seeds ``--seeds``, LeNet-300-100 on Fashion-MNIST (all 60,000 training and

@@ -215,7 +215,8 @@ def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
     [
         (
             "results/figures/fig3_lenet300100_synthetic.pdf",
-            "goldilocks: figure 3 needs 'layernorm' or 'combined' in variants; asked for "
+            "goldilocks: figure 3 needs a LayerNorm variant with k = 1 in variants (layernorm, "
+            "combined, ...); asked for "
             "results/figures/fig3_lenet300100_synthetic.pdf",
         ),
         (

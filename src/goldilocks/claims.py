@@ -32,8 +32,10 @@ Conventions shared by the claims (docs/claims.md has the details):
   NaN cells (saturated or overflowing) are skipped in the mean, and a scale whose every
   seed is NaN is NaN.
 - *Large alpha* is ``alpha >= regime_alpha``, *small alpha* ``alpha <= 1/regime_alpha``.
-- The *output exponent* k is 1 for the LayerNorm variants and L (the curvature table's
-  ``depth``) otherwise; alpha scaling at alpha corresponds to temperature T = alpha^-k.
+- The *output exponent* k is the curvature table's ``output_exponent`` (the declared k
+  of a registered model; for the built-ins 1 with LayerNorm, L otherwise); in a table
+  without that column, 1 for the LayerNorm variants and ``depth`` (L) otherwise. Alpha
+  scaling at alpha corresponds to temperature T = alpha^-k.
 - A *final accuracy* is the last logged row of a training cell; a diverged cell counts
   with its epoch-0 accuracy (what training left it with: nothing gained). The *best
   accuracy* at a trained scale is the maximum over eta0 per training seed, then the mean
@@ -54,6 +56,8 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+
+from goldilocks.cells import TRAIN_KEYS
 
 COLUMNS = [
     "claim",
@@ -171,7 +175,6 @@ REQUIRED = {
     ],
     "kl": ["architecture", "dataset", "variant", "seed", "alpha", "logit_rel_error"],
 }
-FINAL_KEYS = ["architecture", "dataset", "variant", "scaling", "scale", "lr_base", "seed"]
 
 
 def _table(name: str, frame: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -293,7 +296,7 @@ def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
     has ``train_loss``.
     """
     frame = training.sort_values("epoch", kind="stable")
-    keys = [k for k in FINAL_KEYS if k in frame.columns]
+    keys = [k for k in TRAIN_KEYS if k in frame.columns]
     last = frame.groupby(keys, as_index=False, dropna=False).tail(1).set_index(keys)
     start = frame[frame["epoch"] == 0].groupby(keys, dropna=False).head(1).set_index(keys)
     acc = [c for c in ("train_acc", "test_acc") if c in frame.columns]
@@ -742,7 +745,6 @@ def _alpha_vs_temperature(
     pair: PairTables,
     variant: str,
     curve_of: Callable[[str, str], tuple[pd.Series | None, str]],
-    no_depth: str,
     words: tuple[str, str],
 ) -> tuple[float, str]:
     """max |c_alpha(alpha) - c_T(T = alpha^-k)| over the alphas where both are finite.
@@ -750,7 +752,6 @@ def _alpha_vs_temperature(
     Args:
         curve_of: ``(variant, scaling) -> (curve or None, why)``, e.g.
             :meth:`PairTables.curve`; the T curve is read with :func:`value_at`.
-        no_depth: the reason when k (:meth:`PairTables.exponent`) is unknown.
         words: ``str.format`` templates of the reason when fewer than two alphas match
             and of the statistic; fields ``n`` (alphas), ``k``, ``exact`` (on a grid value
             of the T curve), ``inexact`` (interpolated) and ``mean`` (of the gaps).
@@ -761,7 +762,9 @@ def _alpha_vs_temperature(
     a = _need(curve_of(variant, "alpha"))
     temp = _need(curve_of(variant, "temperature"))
     k = pair.exponent(variant)
-    _require(k is not None, no_depth)
+    _require(
+        k is not None, f"k of '{variant}' unknown (no curvature rows with output_exponent or depth)"
+    )
     diffs, exact = [], 0
     for alpha, value in a.items():
         if not np.isfinite(value):
@@ -786,8 +789,7 @@ _CURVATURE_GAP_WORDS = (
 
 def _alpha_temperature_gap(pair: PairTables, variant: str) -> tuple[float, str]:
     """max |r_alpha(alpha) - r_T(alpha^-k)| over the alphas whose T is in the T grid."""
-    no_depth = f"depth L of '{variant}' unknown (no 'depth' column)"
-    gap, stat = _alpha_vs_temperature(pair, variant, pair.curve, no_depth, _CURVATURE_GAP_WORDS)
+    gap, stat = _alpha_vs_temperature(pair, variant, pair.curve, _CURVATURE_GAP_WORDS)
     _require(np.isfinite(gap), stat)
     return gap, stat
 
@@ -1196,8 +1198,7 @@ _ACCURACY_GAP_WORDS = (
 @_claim("alpha_training_like_temperature", "train_match_tol", WITHOUT_LAYERNORM, "alpha")
 def alpha_training_like_temperature(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Homogeneous, bias, residual: best accuracy at alpha vs at T = alpha^-L, max gap."""
-    no_depth = "depth L unknown (no curvature rows)"
-    gap, stat = _alpha_vs_temperature(pair, variant, pair.best_curve, no_depth, _ACCURACY_GAP_WORDS)
+    gap, stat = _alpha_vs_temperature(pair, variant, pair.best_curve, _ACCURACY_GAP_WORDS)
     return gap, stat, gap <= t
 
 
@@ -1264,6 +1265,8 @@ def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, variant, scaling
 # ------------------------------------------------------------------------ appendix I
 
 
+# Not named after its claim id: a function called test_* is collected by pytest wherever
+# a test module imports it.
 @_claim("test_follows_train", "test_train_rank_min", VARIANTS, *TRAIN_SCALINGS)
 def heldout_follows_train(pair: PairTables, variant, scaling, th, t) -> Measured:
     """Every trained variant and scaling: Spearman of seed-mean final test vs train accuracy."""

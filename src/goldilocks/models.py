@@ -1,4 +1,5 @@
-"""The paper's networks in their five variants (docs/method.md section 3).
+"""The paper's networks in their variants: the paper's five and two with affine LayerNorm
+(docs/method.md section 3).
 
 Every model is an ``nn.Module`` used functionally: parameters live in a
 ``dict[str, Tensor]`` and the forward pass is ``torch.func.functional_call`` (see

@@ -34,8 +34,10 @@ _torch_ready = False
 def configure_torch(threads: int = 0) -> None:
     """Set torch's thread count for the calling thread, and switch TF32 off.
 
-    Every job calls this (the benchmarks too). TF32 is off for curvature and training
-    alike (docs/method.md sections 4-5: strict float32). With the OpenMP backend
+    Every job calls this (the benchmarks too). TF32 off is the strict-FP32 default of
+    curvature and training (docs/method.md sections 4-5); a training cell with
+    ``training.tf32`` switches it on only inside :data:`PRECISION` (section 5.7), which
+    keeps it off while any strict job runs. With the OpenMP backend
     ``torch.set_num_threads`` is not process-wide in practice: libgomp keeps the count
     per OS thread once that thread has run a parallel region, so a count set once by the
     first job did not reach the other worker threads of ``--force-use-threads``

@@ -11,6 +11,8 @@
 #   4  alpha scaling: final train (top) and test (bottom) accuracy over alpha x eta0, zone
 #   5  temperature scaling: final test accuracy over T x eta0, zone
 #   6  Tr/||.||_F and spectral norm of Hessian, G-term and H-term against the scale
+#   7  initial Tr(H)/||H||_F against the best final train accuracy per trained scale, zone
+#      ringed
 
 for n in FIGURES:
 
