@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import timed  # noqa: E402
+from timing import device_or_exit, timed  # noqa: E402
 
 from goldilocks.curvature import (  # noqa: E402
     gauss_newton,
@@ -50,7 +50,7 @@ from goldilocks.curvature import (  # noqa: E402
 )
 from goldilocks.initial import random_problem  # noqa: E402
 from goldilocks.models import count_params  # noqa: E402
-from goldilocks.runtime import configure_torch, resolve_device  # noqa: E402
+from goldilocks.runtime import configure_torch  # noqa: E402
 
 
 def setup(arch, dataset, variant, dtype, device, batch, dim):
@@ -189,7 +189,7 @@ def main() -> None:
         sys.path.insert(1, str(ROOT))
         register_models(yaml.safe_load(Path(args.config).read_text()))
     configure_torch(args.threads)  # threads (0: torch's default) and TF32 off
-    device = resolve_device(args.device)
+    device = device_or_exit(args.device)
     if args.child:
         child(args, device)
         return

@@ -24,6 +24,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import device_or_exit  # noqa: E402
 
 from goldilocks.curvature import MATRICES, measure  # noqa: E402
 from goldilocks.initial import random_problem  # noqa: E402
@@ -59,7 +62,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", help="the accelerator (cuda, cuda:N, mps)")
     args = parser.parse_args()
     configure_torch()  # TF32 off
-    device = torch.device(args.device)
+    device = device_or_exit(args.device)
     print(f"device {device}: {torch.cuda.get_device_name() if device.type == 'cuda' else ''}")
     failed = False
     for arch, dataset in PAIRS:

@@ -25,6 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import device_or_exit  # noqa: E402
 
 from goldilocks.config import load_merged  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
@@ -61,7 +64,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     args = parser.parse_args()
     configure_torch(args.threads)  # and TF32 off
-    device = torch.device(args.device)
+    device = device_or_exit(args.device)
     config = load_merged(Path(args.config).resolve(), ROOT)
     pair = config["pairs"][0]
     arch, dataset = args.pair.split("/") if args.pair else (pair["architecture"], pair["dataset"])

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import sync  # noqa: E402
+from timing import device_or_exit, sync  # noqa: E402
 from training import device_name  # noqa: E402
 
 from goldilocks import data as datasets  # noqa: E402
@@ -46,7 +46,7 @@ from goldilocks import initial  # noqa: E402
 from goldilocks.batched import batch_method, train_batched  # noqa: E402
 from goldilocks.cells import TrainCell  # noqa: E402
 from goldilocks.grid import scale_token  # noqa: E402
-from goldilocks.runtime import PRECISION, configure_torch, resolve_device  # noqa: E402
+from goldilocks.runtime import PRECISION, configure_torch  # noqa: E402
 from goldilocks.training import TrainState, auto_chunk_size  # noqa: E402
 
 ARCH = "lenet300100"
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int, default=None, help="images (default all)")
     args = parser.parse_args()
     configure_torch(0)  # TF32 off
-    device = resolve_device(args.device)
+    device = device_or_exit(args.device)
     mirrors = yaml.safe_load((ROOT / "config.yaml").read_text())["data"]["mirrors"]
     with tempfile.TemporaryDirectory() as root:
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,6 +36,18 @@ def timed(fn, device: torch.device, repeats: int, clock: str = "wall", best: boo
         sync(device)
         times.append(now() - start)
     return min(times) if best else statistics.median(times)
+
+
+def device_or_exit(name: str) -> torch.device:
+    """``--device`` resolved as the workflow resolves ``device`` (``auto``: a GPU when
+    present); one this machine lacks ends the script with one line, not a CUDA traceback.
+    The caller has put the repository's ``src`` on ``sys.path``."""
+    from goldilocks.runtime import DeviceUnavailable, resolve_device
+
+    try:
+        return resolve_device(name, key="--device")
+    except DeviceUnavailable as err:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: {err}") from None
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import CLOCK  # noqa: E402
+from timing import CLOCK, device_or_exit  # noqa: E402
 from timing import timed as _timed  # noqa: E402
 
 from goldilocks.batched import make_engine  # noqa: E402
@@ -265,10 +265,9 @@ def main() -> None:
 def setup(device: str, threads: int) -> torch.device:
     """The device (``auto``: a GPU when present), strict FP32 (TF32 off, as the workflow
     trains by default) and on the CPU ``threads`` torch threads."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    configure_torch(threads if device == "cpu" else 0)  # and TF32 off
-    return torch.device(device)
+    dev = device_or_exit(device)
+    configure_torch(threads if dev.type == "cpu" else 0)  # and TF32 off
+    return dev
 
 
 def describe(device: torch.device, repeats: int, clock: str) -> float:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FMNIST = Path("/usr/share/datasets/fashion-mnist")  # config.yaml's first data mirror
@@ -96,6 +97,25 @@ def test_every_benchmark_explains_itself():
         )
         assert run.returncode == 0 and "--help prints this header" in run.stdout, run.stdout
         assert "set -" not in run.stdout and not (ROOT / "gpu-out").exists()
+
+
+@pytest.mark.rehearsal
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_benchmarks_on_a_missing_gpu_say_so_in_one_line():
+    """``--device cuda`` without a GPU: the workflow's device line, not a CUDA traceback."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if script.name in ("timing.py", "grid_progress.py", "job_overhead.py",
+                           "slurm_overhead.py"):  # fmt: skip
+            continue  # no --device option
+        run = subprocess.run(
+            [sys.executable, str(script), "--device", "cuda"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        out = (run.stdout + run.stderr).strip()
+        assert run.returncode != 0 and "Traceback" not in out, (script.name, out)
+        assert out.splitlines()[-1].startswith(
+            f"{script.name}: --device 'cuda' is not available: this machine has no CUDA GPU"
+        ), (script.name, out)
 
 
 @pytest.mark.rehearsal

@@ -78,12 +78,12 @@ class DeviceUnavailable(RuntimeError):
     user_facing = True
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device, key: str = "config key device:") -> torch.device:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``.
 
     Checked where the job runs (a cluster's login node may have no GPU its compute nodes
     have): a ``cuda``/``cuda:N``/``mps`` device this machine lacks raises
-    :class:`DeviceUnavailable`.
+    :class:`DeviceUnavailable`, whose line names ``key`` (a benchmark: ``--device``).
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -99,8 +99,8 @@ def resolve_device(device: str | torch.device) -> torch.device:
         missing = "this machine has no MPS device that torch can use"
     if missing:
         raise DeviceUnavailable(
-            f"config key device: {str(device)!r} is not available: {missing} "
-            f"(host {platform.node()}); use device: auto or cpu"
+            f"{key} {str(device)!r} is not available: {missing} "
+            f"(host {platform.node()}); use {key.removeprefix('config key ')} auto or cpu"
         )
     return dev
 
