@@ -41,7 +41,7 @@ def tiny(tmp_path_factory):
 def test_shipped_settings_load():
     settings = sb.load_settings(sb.SETTINGS)
     assert set(settings["cells"]) == {"curvature", "train"}
-    assert settings["before"]["rules"] == ["data", "init"]
+    assert settings["before"]["rules"] == ["data", "model_spec", "init"]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,11 @@ def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
 
 def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
     _, out = tiny
-    assert "due (Snakemake dry run): data 1, init 2, curvature 21, train 4" in out
+    due = out.split("due (Snakemake dry run): ")[1].splitlines()[0]
+    counts = dict(item.rsplit(" ", 1) for item in due.split(", "))
+    assert {r: counts[r] for r in ("data", "init", "curvature", "train")} == {
+        "data": "1", "init": "2", "curvature": "21", "train": "4"
+    }  # fmt: skip
     settings = sb.load_settings(sb.SETTINGS)
     settings["cells"]["curvature"].update(cells_per_slice=7, cpus=2, minutes_per_cell=0.5)
     jobs = {
@@ -118,7 +122,7 @@ def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
     stages = sb.plan(settings, jobs)
     (before,) = stages["before"]
     assert before.targets == ("d.pt", "i1.pt", "i2.pt")
-    assert before.allowed_rules == ("data", "init")
+    assert before.allowed_rules == ("data", "model_spec", "init")
     slices = [a for a in stages["cells"] if a.allowed_rules == ("curvature",)]
     assert [a.name for a in slices] == ["curvature-1of3", "curvature-2of3", "curvature-3of3"]
     # Both outputs of a cell always travel together, each cell in exactly one slice.
@@ -132,6 +136,32 @@ def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
     assert after.targets == () and after.allowed_rules == ()
     # Nothing due: nothing submitted.
     assert sb.plan(settings, {}) == {"before": [], "cells": [], "after": []}
+
+
+def test_a_registered_models_spec_is_built_before_the_slices(tmp_path):
+    """A user's model: its init files read results/models/<name>.json (rule model_spec),
+    so the shipped settings build it in the ``before`` allocation (a slice allowed only
+    its cell rule cannot)."""
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "-n",
+         "--configfile", str(ROOT / "configs/vit.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    jobs = sb.due_jobs(dry.stdout)
+    (before,) = sb.plan(sb.load_settings(sb.SETTINGS), jobs)["before"]
+    for rule in ("data", "model_spec", "init"):
+        assert jobs[rule] and set(f for job in jobs[rule] for f in job) <= set(before.targets)
+    assert "results/models/vit.json" in before.targets
+
+
+def test_settings_left_empty_take_the_defaults(tmp_path):
+    """``before:`` with no value (no shared-input allocation) and a cell rule with no
+    settings load and plan (both were an AttributeError)."""
+    file = tmp_path / "sbatch.yaml"
+    file.write_text("before:\ncells:\n  curvature:\n")
+    settings = sb.load_settings(file)
+    stages = sb.plan(settings, {"data": [("d.pt",)], "curvature": [("c.parquet",)]})
+    assert stages["before"] == [] and [a.name for a in stages["cells"]] == ["curvature-1of1"]
 
 
 def test_dry_run_prints_the_sbatch_lines_and_submits_nothing(tiny):

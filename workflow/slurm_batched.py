@@ -141,7 +141,7 @@ def load_settings(path: Path) -> dict:
         raise DriverError(f"{path}: cells: expected a mapping of cell rules (curvature, train)")
     for rule, spec in cells.items():
         _check_allocation(spec or {}, CELL_KEYS, f"{path}: cells.{rule}")
-    rules = settings.get("before", {}).get("rules", [])
+    rules = (settings.get("before") or {}).get("rules", [])
     if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
         raise DriverError(f"{path}: before.rules: expected a list of rule names")
     return settings
@@ -253,6 +253,7 @@ def plan(settings: dict, jobs: dict[str, list[tuple[str, ...]]]) -> dict[str, li
     if due_before:
         stages["before"].append(_allocation("before", tuple(due_before), before, common))
     for rule, spec in cells.items():
+        spec = spec or {}  # a rule listed with no settings: the defaults
         slices = split(jobs.get(rule, []), spec.get("cells_per_slice", 100))
         for i, part in enumerate(slices, 1):
             cpus = spec.get("cpus", 1)
