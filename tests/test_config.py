@@ -122,6 +122,20 @@ def test_execution_settings_chunk_auto_and_trained_pairs():
     check_config(config, SCHEMA)
 
 
+def test_training_subsets_are_checked_against_the_trained_datasets_only():
+    """A subset larger than an untrained pair's split is fine (training.pairs leaves it
+    out, or training is off): no cell of it draws that subset."""
+    config = _with("training.train_subset", 2000)  # synthetic has 1,024 training images
+    config["pairs"].append({"architecture": "lenet300100", "dataset": "synthetic"})
+    config["training"]["pairs"] = [{"architecture": "lenet300100", "dataset": "fmnist"}]
+    check_config(copy.deepcopy(config), SCHEMA)
+    config["training"]["pairs"] = None  # every pair trained: synthetic's split is too small
+    with pytest.raises(ConfigError, match=r"^config key training.train_subset: 2000 exceeds"):
+        check_config(copy.deepcopy(config), SCHEMA)
+    config["training"]["enabled"] = False
+    check_config(config, SCHEMA)
+
+
 def test_tf32_with_curvature_along_training_is_refused():
     config = _with("training.tf32", True)
     config["training"]["curvature_every"] = config["training"]["log_every"]

@@ -221,14 +221,16 @@ def _check_training(config: Mapping) -> None:
                 f"config key training.pairs[{i}]: {pair['architecture']}/{pair['dataset']} "
                 f"is not one of pairs ({listed})"
             )
-    for key, split in (("train_subset", 0), ("test_subset", 1)):
-        _check_within_split(config, f"training.{key}", tr.get(key), split)
+    if tr.get("enabled", True):  # the subsets of the trained pairs' datasets only
+        trained = {dataset for _, dataset in trained_pairs(config)}
+        for key, split in (("train_subset", 0), ("test_subset", 1)):
+            _check_within_split(trained, f"training.{key}", tr.get(key), split)
 
 
-def _check_within_split(config: Mapping, key: str, images, split: int) -> None:
+def _check_within_split(datasets, key: str, images, split: int) -> None:
     """``images`` (a subset or batch; None or 0: none set) at most the ``split``
-    (0 training, 1 test) of every configured dataset."""
-    for dataset in sorted({p["dataset"] for p in config["pairs"]}):
+    (0 training, 1 test) of each of ``datasets``."""
+    for dataset in sorted(datasets):
         size = DATASET_SIZES[dataset][split]
         if images and images > size:
             raise ConfigError(
@@ -240,7 +242,8 @@ def _check_within_split(config: Mapping, key: str, images, split: int) -> None:
 def _check_semantics(config: Mapping, schema: Mapping) -> None:
     _check_models(config)
     _check_pairs(config)
-    _check_within_split(config, "curvature.batch_size", config["curvature"]["batch_size"], 0)
+    datasets = {p["dataset"] for p in config["pairs"]}
+    _check_within_split(datasets, "curvature.batch_size", config["curvature"]["batch_size"], 0)
     for stage in ("curvature", "training"):
         for name, grid in config[stage]["scales"].items():
             _check_grid(config, f"{stage}.scales.{name}", grid)
