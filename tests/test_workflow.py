@@ -217,7 +217,7 @@ def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
             "results/figures/fig3_lenet300100_synthetic.pdf",
             "goldilocks: figure 3 needs a LayerNorm variant with k = 1 in variants (layernorm, "
             "combined, ...); asked for "
-            "results/figures/fig3_lenet300100_synthetic.pdf",
+            "results/figures/fig3_lenet300100_synthetic.{pdf,png}",
         ),
         (
             "fig4",

@@ -116,13 +116,13 @@ def test_training_pairs_limit_training_and_its_figures(tmp_path):
     assert planned["curvature"] == 2 * 21 and planned["train"] == 4
     assert planned["aggregate_training"] == 1 and planned["figure_1"] == 2
     assert planned["figure_2"] == planned["figure_5"] == planned["figure_7"] == 1
-    target = "results/figures/fig2_lenet5_synthetic.pdf"
+    target = "results/figures/fig2_lenet5_synthetic.png"  # the job draws .pdf and .png
     proc = snakemake(tmp_path, target, check=False)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
     assert lines == [
         "goldilocks: figure 2 needs lenet5/synthetic in training.pairs (trained: "
-        f"lenet300100/synthetic); asked for {target}"
+        "lenet300100/synthetic); asked for results/figures/fig2_lenet5_synthetic.{pdf,png}"
     ]
     assert "Traceback" not in proc.stdout + proc.stderr
     # A pair that is not configured at all says so (not that it lacks LayerNorm variants).
@@ -131,7 +131,8 @@ def test_training_pairs_limit_training_and_its_figures(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
     assert lines == [
         "goldilocks: figure 1 needs resnet4/synthetic in pairs (configured: "
-        f"lenet300100/synthetic, lenet5/synthetic); asked for {other}"
+        "lenet300100/synthetic, lenet5/synthetic); asked for "
+        "results/figures/fig1_resnet4_synthetic.{pdf,png}"
     ]
     assert not (tmp_path / "results").exists()
 

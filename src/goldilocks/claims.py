@@ -43,7 +43,7 @@ Conventions shared by the claims (docs/claims.md has the details):
 - A trained scale is *in the zone* when its nearest curvature grid scale (in log scale,
   same variant and scaling) lies within the zone's bounds.
 
-This module imports only numpy and pandas.
+This module is torch-free: numpy, pandas and ``goldilocks.cells`` only.
 """
 
 from __future__ import annotations

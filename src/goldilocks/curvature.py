@@ -487,15 +487,16 @@ def resolve_methods(
     """The H R and J R methods that ``auto`` stands for on ``device`` and this model.
 
     ``hvp_method`` auto: ``vmap`` on a GPU, ``loop`` on the CPU (thread-safe reverse
-    mode). ``jvp_method`` auto: ``vmap`` (forward mode) on a GPU and for models with
-    convolutions, ``sparse`` for MLPs on the CPU: the fastest per model type, measured
+    mode). ``jvp_method`` auto: ``vmap`` (forward mode) on a GPU and for models with a
+    parameter of more than two dimensions (convolutions; also the example ViT's position
+    embedding), ``sparse`` for MLPs on the CPU: the fastest per model type, measured
     (docs/performance.md, "The curvature engine: cost").
     """
     if hvp_method == "auto":
         hvp_method = "vmap" if device.type == "cuda" else "loop"
     if jvp_method == "auto":
-        convolutional = any(p.dim() > 2 for p in params.values())
-        jvp_method = "vmap" if device.type == "cuda" or convolutional else "sparse"
+        beyond_matrices = any(p.dim() > 2 for p in params.values())
+        jvp_method = "vmap" if device.type == "cuda" or beyond_matrices else "sparse"
     return hvp_method, jvp_method
 
 

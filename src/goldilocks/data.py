@@ -2,8 +2,9 @@
 (docs/method.md section 8).
 
 The data stage reads each dataset once through torchvision's real dataset classes and
-saves it as one tensor file (:func:`save_prepared`): uint8 images ``(N, C, H, W)``,
-int64 labels and the per-channel mean and standard deviation of the training images.
+saves it as one tensor file (``jobs.prepare_dataset``, ``io.save_tensors``): uint8
+images ``(N, C, H, W)``, int64 labels and the per-channel mean and standard deviation of
+the training images.
 Later jobs load that file and normalise on the fly (:func:`load_split`): full-batch
 descent keeps the data as tensors on the device, with no DataLoader.
 

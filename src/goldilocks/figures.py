@@ -42,6 +42,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+from goldilocks import claims
 from goldilocks.claims import LOG_TOL
 from goldilocks.io import write_atomic
 from goldilocks.tables import final_rows
@@ -526,8 +527,6 @@ def _zone_points(z, near: list[float]) -> np.ndarray:
 
 def _curvature_vs_accuracy(ax, best: pd.DataFrame, curv: pd.DataFrame, z, norm: Normalize):
     """One panel of figure 7: returns the scatter (for the colour bar)."""
-    from goldilocks import claims
-
     stats = curv.groupby("scale")[claims.RATIO].agg(["mean", "min", "max"])
     near = [claims.nearest_grid(stats.index, s) for s in best["scale"]]
 
@@ -577,8 +576,6 @@ def figure_7(
     Raises:
         ValueError: no training cells.
     """
-    from goldilocks import claims  # numpy/pandas only
-
     final = claims.final_accuracy(training) if len(training) else training
     rows = [s for s in ("temperature", "alpha") if len(final) and s in set(final["scaling"])]
     if not rows:

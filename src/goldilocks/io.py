@@ -2,8 +2,9 @@
 
 A file appears under its final name complete or not at all (:func:`write_atomic`). Files
 that later jobs read back carry a format version: per-cell Parquet files in their
-metadata (:func:`write_cell_table`, :func:`read_cell_table`), tensor files in a
-``format`` entry; a file written before formats were recorded counts as version 1. Code
+metadata (:func:`write_cell_table`, :func:`read_cell_table`), init files in a ``format``
+entry (:mod:`goldilocks.initial`; data files and checkpoints carry none); a file written
+before formats were recorded counts as version 1. Code
 changes do not rerun cached cells (the profiles set ``rerun-triggers: [mtime, params,
 input]``), so a reader refuses a file of another format with one line naming it and the
 command that rebuilds it, instead of reading it silently.

@@ -84,7 +84,8 @@ def pair_table(
         states: ``(variant, seed) -> InitialState`` (:mod:`goldilocks.initial`); each
             seed's curvature batch is the batch, its unscaled parameters the ``theta``.
         scales: the alpha grid spec (``curvature.scales.alpha_linear`` with
-            ``figures.kl_num`` points), times ``L`` of each variant.
+            ``figures.kl_num`` points), times ``L`` of each variant when the spec's
+            ``times_depth`` is true.
 
     Returns:
         Columns ``architecture, dataset, variant, seed``, :data:`COLUMNS` and

@@ -200,7 +200,9 @@ def figure_tables(n):
         keys = dict(wildcards.items())
         problem = figure_problem(n, (keys["architecture"], keys["dataset"]))
         if problem:
-            sys.exit(f"goldilocks: {problem}; asked for {FIGURE.format(n=n, ext='pdf', **keys)}")
+            # one job draws both files: name the pair, not the one of them asked for
+            asked = FIGURE.format(n=n, ext="{pdf,png}", **keys)
+            sys.exit(f"goldilocks: {problem}; asked for {asked}")
         return {
             kind: KL_TABLE.format(**keys) if kind == "kl" else table_parts(kind, scalings, **keys)
             for kind, scalings in FIGURE_INPUTS[n].items()

@@ -1,7 +1,8 @@
 # Figures stage: figure N of one architecture/dataset pair is its own target,
 # results/figures/fig<N>_<architecture>_<dataset>.{pdf,png}, drawn from that pair's tables
 # only (FIGURE_INPUTS in common.smk says which), by rule figure_<N>; rule fig<N> builds
-# figure N of every configured pair (`snakemake fig4`). The PNGs go into
+# figure N of every pair that has its data (`snakemake fig4`; the trained pairs for 2, 4,
+# 5 and 7, those with a LayerNorm variant of k = 1 for 3). The PNGs go into
 # `snakemake --report` with the captions workflow/report/fig<N>.rst. Asking for a figure
 # whose data the config does not produce stops the DAG build with one line.
 #
