@@ -13,10 +13,11 @@
 #      configs/paper.yaml through Snakemake and profiles/gpu, stopped at the deadline;
 #      how many cells finished in how long, and their compute_seconds;
 #   CURVATURE=1 adds the curvature benchmarks and the device check (measured 2026-11-26).
-# Before the call, here: `bash benchmarks/gpu_carry.sh` (builds .gpu/: Snakemake wheels for
-# the image, which lacks Snakemake and cannot reach PyPI, and the Fashion-MNIST files),
-# then call the device with carry [".gpu"] and the command `bash benchmarks/gpu.sh`,
-# timeout_s 600. Logs and tables land in $OUT (at most 8 files come back).
+# Run it from the repository root on the GPU machine: `bash benchmarks/gpu.sh` (logs and
+# tables in $OUT, default gpu-out/; at most 8 files, what a borrowed machine returns).
+# A machine without Snakemake or PyPI: first run `bash benchmarks/gpu_carry.sh` where PyPI
+# is reachable (it builds .gpu/: Snakemake's wheels and the Fashion-MNIST files) and copy
+# .gpu/ along; gpu.sh installs from there. Give it 600 s.
 # DEVICE=cpu rehearses every step on this machine at toy sizes (tests/test_benchmarks.py).
 # --help prints this header; the script takes no arguments (settings are environment variables).
 if [ $# -gt 0 ]; then

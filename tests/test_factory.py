@@ -82,6 +82,14 @@ def attention(variant, in_shape, num_classes):
 
 def not_a_module(variant, in_shape, num_classes):
     return 42
+
+
+def one_class_too_many(variant, in_shape, num_classes):
+    return Mlp("plain", in_shape, num_classes + 1)
+
+
+def cifar_only(variant, in_shape, num_classes):
+    return Mlp("plain", (3, 32, 32), num_classes)  # ignores in_shape
 '''
 
 K = {"plain": 2, "normed": 1, "bn": 3, "slow": 2}
@@ -97,6 +105,14 @@ MODELS = {
     },
     "testbroken": {
         "factory": "goldilocks_test_models:not_a_module",
+        "variants": {"plain": {"depth": 2, "output_exponent": 2}},
+    },
+    "testwide": {
+        "factory": "goldilocks_test_models:one_class_too_many",
+        "variants": {"plain": {"depth": 2, "output_exponent": 2}},
+    },
+    "testcifar": {
+        "factory": "goldilocks_test_models:cifar_only",
         "variants": {"plain": {"depth": 2, "output_exponent": 2}},
     },
 }
@@ -287,6 +303,31 @@ def test_a_wrong_declared_exponent_is_one_line(data):
         "log||f|| against log alpha at alpha = 10^3..10^5 in float64, tolerance 0.05); fix "
         "models.testmlp.variants.normed.output_exponent (null if no single power holds)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "testwide",
+            "model testwide, variant plain: forward on a batch of shape (8, 1, 28, 28) gives "
+            "logits of shape (8, 11), expected (8, 10) (N, num_classes)",
+        ),
+        (
+            "testcifar",
+            "model testcifar, variant plain: forward on a batch of shape (8, 1, 28, 28) failed "
+            "(RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x784 and 3072x8)); the "
+            "factory is called as (variant, in_shape, num_classes) = ('plain', (1, 28, 28), 10)",
+        ),
+    ],
+)
+def test_a_model_whose_logits_are_not_n_by_classes_is_one_line(data, name, message):
+    """An extra output would train silently as an 11-way softmax on 10 classes; a model
+    built for another input fails inside torch: both stop the init job with one line."""
+    state = initial.draw(name, "synthetic", "plain", 0, data, 8, 4)
+    with pytest.raises(factory.ModelError) as err:
+        initial.check_output_exponent(state, name, "synthetic", "plain")
+    assert str(err.value) == message
 
 
 def test_the_window_moves_down_where_alpha_to_the_k_would_overflow():

@@ -13,6 +13,8 @@ what the jobs run with torch:
   draws nothing else from it;
 - :func:`model_for` builds the module a consumer runs functionally (on the meta device
   when the factory allows it) and attaches the buffers saved by the init stage;
+- :func:`check_output_shape` runs one forward pass and refuses logits that are not
+  ``(N, num_classes)`` (one more class would train silently as an extra softmax output);
 - :func:`check_output_exponent` measures ``k`` as the slope of ``log ||f||`` against
   ``log alpha`` at large alpha and refuses a declaration that disagrees.
 
@@ -269,6 +271,42 @@ def output_slope(
     mean_a, mean_f = sum(logs_a) / len(logs_a), sum(logs_f) / len(logs_f)
     cov = sum((a - mean_a) * (f - mean_f) for a, f in zip(logs_a, logs_f, strict=True))
     return cov / sum((a - mean_a) ** 2 for a in logs_a)
+
+
+@torch.no_grad()
+def check_output_shape(
+    description: RegisteredDescription,
+    model: nn.Module,
+    params: dict[str, Tensor],
+    x: Tensor,
+    num_classes: int,
+) -> None:
+    """One forward pass of the unscaled ``params`` on the batch ``x`` (float64) gives
+    logits of shape ``(N, num_classes)``.
+
+    Raises:
+        ModelError: one line naming the model, the variant and the batch's shape, with
+            the forward pass's error or the shape it gave.
+    """
+    from goldilocks.models import forward
+
+    arch, variant = description.architecture, description.variant.name
+    where = f"model {arch}, variant {variant}: forward on a batch of shape {tuple(x.shape)}"
+    theta = {k: v.to(torch.float64) for k, v in params.items()}
+    try:
+        out = forward(model, theta, x.to(torch.float64))
+    except Exception as err:
+        raise ModelError(
+            f"{where} failed ({_one_line(err)}); the factory is called as "
+            f"(variant, in_shape, num_classes) = ({variant!r}, {tuple(x.shape[1:])}, "
+            f"{num_classes})"
+        ) from None
+    expected = (x.shape[0], num_classes)
+    if tuple(out.shape) != expected:
+        raise ModelError(
+            f"{where} gives logits of shape {tuple(out.shape)}, expected {expected} "
+            "(N, num_classes)"
+        )
 
 
 def check_output_exponent(

@@ -166,15 +166,18 @@ def check_output_exponent(
     state: InitialState, architecture: str, dataset: str, variant: str
 ) -> float | None:
     """A registered model's output exponent measured on the seed's curvature batch
-    (:func:`goldilocks.factory.check_output_exponent`, which refuses a wrong declaration);
-    ``None`` for the built-ins, whose ``k`` the tests check."""
+    (:func:`goldilocks.factory.check_output_exponent`, which refuses a wrong declaration),
+    after :func:`goldilocks.factory.check_output_shape` (logits ``(N, classes)``);
+    ``None`` for the built-ins, whose ``k`` and shapes the tests check."""
     description = registered(architecture, variant)
     if description is None:
         return None
-    from goldilocks.factory import check_output_exponent as check
+    from goldilocks import factory
 
     model = model_of(architecture, dataset, variant, state.buffers)
-    return check(description, model, state.params, state.batch_x)
+    classes = DATASET_SHAPES[dataset][1]
+    factory.check_output_shape(description, model, state.params, state.batch_x, classes)
+    return factory.check_output_exponent(description, model, state.params, state.batch_x)
 
 
 def problem(
