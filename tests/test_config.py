@@ -172,3 +172,24 @@ def test_load_merged_is_config_yaml_with_the_file_over_it(tmp_path):
     assert merged["training"]["lr_base"] == plain["training"]["lr_base"]
     assert merged["curvature"] == plain["curvature"]
     assert plain == check_config(yaml.safe_load((ROOT / "config.yaml").read_text()), SCHEMA)
+
+
+def test_schema_choices_are_the_codes_own():
+    """Every choice the schema lists is the code's list of the same thing (one source
+    each: a value added to the code but not the schema would be refused, and the other
+    way round reach code that has no branch for it)."""
+    from goldilocks import claims, grid, variants
+    from goldilocks.curvature import HVP_METHODS, JVP_METHODS
+    from goldilocks.runtime import DTYPES
+
+    props = SCHEMA["properties"]
+    assert SCHEMA["definitions"]["dtype"]["enum"] == list(DTYPES)
+    assert SCHEMA["definitions"]["pair"]["properties"]["dataset"]["enum"] == list(variants.DATASETS)
+    assert props["variants"]["items"]["enum"] == list(variants.VARIANTS)
+    assert props["variants"]["items"]["enum"] == list(claims.VARIANTS)  # the claims' names
+    curvature, training = props["curvature"]["properties"], props["training"]["properties"]
+    assert curvature["scalings"]["items"]["enum"] == list(grid.SCALINGS)
+    assert set(training["scalings"]["items"]["enum"]) == set(claims.TRAIN_SCALINGS)
+    assert curvature["hvp_method"]["enum"] == ["auto", *HVP_METHODS]
+    assert curvature["jvp_method"]["enum"] == ["auto", *JVP_METHODS]
+    assert training["alpha_lr_rule"]["enum"] == list(grid.ALPHA_LR_RULES)
