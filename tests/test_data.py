@@ -37,12 +37,17 @@ def test_fmnist_from_debian_mirror(tmp_path):
     assert 0.28 < data["mean"].item() < 0.29  # Fashion-MNIST's well-known pixel mean
 
 
-def test_unreadable_mirror_file_is_named_and_leaves_nothing(tmp_path):
+# A gzip header followed by a corrupt deflate stream: zlib.error, which is no OSError.
+CORRUPT_GZIP = bytes.fromhex("1f8b0800000000000003") + b"\xff" * 64
+
+
+@pytest.mark.parametrize("content", [b"garbage, not gzip", CORRUPT_GZIP], ids=["text", "zlib"])
+def test_unreadable_mirror_file_is_named_and_leaves_nothing(tmp_path, content):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
-        (mirror / f"{name}.gz").write_bytes(b"garbage, not gzip")
+        (mirror / f"{name}.gz").write_bytes(content)
     with pytest.raises(DatasetUnavailable) as err:
         prepare("fmnist", [mirror], tmp_path / "root", download=False)
     message = str(err.value)

@@ -90,6 +90,15 @@ def one_class_too_many(variant, in_shape, num_classes):
 
 def cifar_only(variant, in_shape, num_classes):
     return Mlp("plain", (3, 32, 32), num_classes)  # ignores in_shape
+
+
+class DictOut(Mlp):
+    def forward(self, x):
+        return {"logits": super().forward(x)}
+
+
+def dict_out(variant, in_shape, num_classes):
+    return DictOut("plain", in_shape, num_classes)
 '''
 
 K = {"plain": 2, "normed": 1, "bn": 3, "slow": 2}
@@ -113,6 +122,10 @@ MODELS = {
     },
     "testcifar": {
         "factory": "goldilocks_test_models:cifar_only",
+        "variants": {"plain": {"depth": 2, "output_exponent": 2}},
+    },
+    "testdict": {
+        "factory": "goldilocks_test_models:dict_out",
         "variants": {"plain": {"depth": 2, "output_exponent": 2}},
     },
 }
@@ -318,6 +331,11 @@ def test_a_wrong_declared_exponent_is_one_line(data):
             "model testcifar, variant plain: forward on a batch of shape (8, 1, 28, 28) failed "
             "(RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x784 and 3072x8)); the "
             "factory is called as (variant, in_shape, num_classes) = ('plain', (1, 28, 28), 10)",
+        ),
+        (
+            "testdict",
+            "model testdict, variant plain: forward on a batch of shape (8, 1, 28, 28) returns "
+            "a dict, expected a tensor of logits (8, 10) (N, num_classes)",
         ),
     ],
 )

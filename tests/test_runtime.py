@@ -165,27 +165,31 @@ def test_shared_value_build_error_reaches_the_builder_and_is_not_kept():
         assert value == 7
 
 
-def _build_fails_with_one_waiter(key, error) -> list:
+def _build_fails_with_one_waiter(key, error) -> dict:
     """What the building thread and one thread waiting for it raise when ``build()``
-    raises ``error``."""
-    started, raised = threading.Event(), []
+    raises ``error`` (by role; the build fails only once the waiter holds the key)."""
+    from goldilocks import runtime
+
+    raised = {}
 
     def build():
-        started.set()
-        time.sleep(0.3)  # the waiter arrives while it is being built
+        deadline = time.monotonic() + 10
+        while runtime._SHARED[key].users < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise error
 
-    def holder(fn):
+    def holder(role, fn):
         try:
             with shared_value(key, fn):
                 pass
-        except Exception as err:
-            raised.append(err)
+        except BaseException as err:  # pytest.fail raises a BaseException
+            raised[role] = err
 
-    builder = threading.Thread(target=holder, args=(build,))
+    builder = threading.Thread(target=holder, args=("builder", build))
     builder.start()
-    started.wait(10)
-    waiter = threading.Thread(target=holder, args=(lambda: pytest.fail("built twice"),))
+    while key not in runtime._SHARED:  # the builder holds the key first
+        time.sleep(0.01)
+    waiter = threading.Thread(target=holder, args=("waiter", lambda: pytest.fail("built twice")))
     waiter.start()
     builder.join(10)
     waiter.join(10)
@@ -201,9 +205,9 @@ def test_shared_value_build_error_reaches_waiting_threads_as_it_reached_the_buil
         (OSError("disk"), "building the shared value failed: disk"),
     ):
         raised = _build_fails_with_one_waiter(("key", line), error)
-        assert raised[0] is error
-        assert isinstance(raised[1], FailedElsewhere) and str(raised[1]) == line
-        assert raised[1].user_facing == getattr(error, "user_facing", False)
+        assert raised["builder"] is error
+        assert isinstance(raised["waiter"], FailedElsewhere) and str(raised["waiter"]) == line
+        assert raised["waiter"].user_facing == getattr(error, "user_facing", False)
 
 
 def test_run_block_cuts_only_a_user_facing_errors_traceback():

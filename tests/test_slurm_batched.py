@@ -155,13 +155,16 @@ def test_a_registered_models_spec_is_built_before_the_slices(tmp_path):
 
 
 def test_settings_left_empty_take_the_defaults(tmp_path):
-    """``before:`` with no value (no shared-input allocation) and a cell rule with no
-    settings load and plan (both were an AttributeError)."""
+    """``before:`` with no value and a cell rule with no settings load and plan (both
+    were an AttributeError); the shared inputs are still built first (in ``after`` the
+    slices, allowed only their cell rule, would have missed them)."""
     file = tmp_path / "sbatch.yaml"
     file.write_text("before:\ncells:\n  curvature:\n")
     settings = sb.load_settings(file)
     stages = sb.plan(settings, {"data": [("d.pt",)], "curvature": [("c.parquet",)]})
-    assert stages["before"] == [] and [a.name for a in stages["cells"]] == ["curvature-1of1"]
+    (before,) = stages["before"]
+    assert before.targets == ("d.pt",) and before.allowed_rules == sb.BEFORE_RULES
+    assert [a.name for a in stages["cells"]] == ["curvature-1of1"] and not stages["after"]
 
 
 def test_dry_run_prints_the_sbatch_lines_and_submits_nothing(tiny):

@@ -54,6 +54,9 @@ SETTINGS = PROFILE / "sbatch.yaml"
 STATE = Path(".snakemake") / "slurm_batched"
 ACTIVE = STATE / "active_jobs"
 # Per allocation: the sbatch keys a stage may set, and their meaning.
+#: ``before.rules`` when the settings name none: what the cell rules read (a slice, allowed
+#: only its cell rule, cannot build them).
+BEFORE_RULES = ("data", "model_spec", "init")
 ALLOCATION_KEYS = {"cpus", "mem_mb", "minutes", "sbatch_extra", "snakemake_extra"}
 CELL_KEYS = (ALLOCATION_KEYS - {"minutes"}) | {"cells_per_slice", "minutes_per_cell"}
 TOP_KEYS = {
@@ -141,10 +144,17 @@ def load_settings(path: Path) -> dict:
         raise DriverError(f"{path}: cells: expected a mapping of cell rules (curvature, train)")
     for rule, spec in cells.items():
         _check_allocation(spec or {}, CELL_KEYS, f"{path}: cells.{rule}")
-    rules = (settings.get("before") or {}).get("rules", [])
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+    rules = before_rules(settings)
+    if not isinstance(rules, list | tuple) or not all(isinstance(r, str) for r in rules):
         raise DriverError(f"{path}: before.rules: expected a list of rule names")
     return settings
+
+
+def before_rules(settings: dict):
+    """The rules of the ``before`` allocation: ``before.rules``, or :data:`BEFORE_RULES`
+    when the settings leave it out (or ``before`` empty)."""
+    rules = (settings.get("before") or {}).get("rules")
+    return BEFORE_RULES if rules is None else rules
 
 
 def _check_keys(mapping: dict, allowed: set[str], where: str) -> None:
@@ -245,13 +255,13 @@ def plan(settings: dict, jobs: dict[str, list[tuple[str, ...]]]) -> dict[str, li
     startup = settings.get("startup_minutes", 3)
     common = tuple(settings.get("sbatch_extra") or ())
     before = settings.get("before") or {}
-    before_rules = tuple(before.get("rules", []))
+    first = tuple(before_rules(settings))
     cells = settings["cells"]
     stages: dict[str, list[Allocation]] = {"before": [], "cells": [], "after": []}
 
-    due_before = [f for r in before_rules for job in jobs.get(r, []) for f in job]
+    due_before = [f for r in first for job in jobs.get(r, []) for f in job]
     if due_before:
-        stages["before"].append(_allocation("before", tuple(due_before), before, common))
+        stages["before"].append(_allocation("before", tuple(due_before), before, common, first))
     for rule, spec in cells.items():
         spec = spec or {}  # a rule listed with no settings: the defaults
         slices = split(jobs.get(rule, []), spec.get("cells_per_slice", 100))
@@ -263,7 +273,7 @@ def plan(settings: dict, jobs: dict[str, list[tuple[str, ...]]]) -> dict[str, li
             stages["cells"].append(
                 _allocation(name, targets, {**spec, "minutes": minutes}, common, (rule,))
             )
-    rest = set(jobs) - set(before_rules) - set(cells)
+    rest = set(jobs) - set(first) - set(cells)
     if rest:
         stages["after"].append(_allocation("after", (), settings.get("after") or {}, common))
     return stages
@@ -321,7 +331,7 @@ class Driver:
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
             raise DriverError(f"the dry run of Snakemake failed:\n{tail}")
-        rules = [*self.settings["cells"], *(self.settings.get("before") or {}).get("rules", [])]
+        rules = [*self.settings["cells"], *before_rules(self.settings)]
         return due_jobs(result.stdout, with_outputs=rules)
 
     def check_idle(self) -> None:

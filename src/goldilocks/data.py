@@ -21,6 +21,7 @@ import importlib
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -92,7 +93,7 @@ def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
         try:  # read whole (at most 47 MB) so a read error and a write error are told apart
             with opener(src, "rb") as fin:
                 content = fin.read()
-        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
             raise DatasetUnavailable(
                 f"fmnist: cannot read mirror file {src} ({type(err).__name__}: {err}); "
                 "replace it with the original"
@@ -133,7 +134,7 @@ def _stage_cifar(mirror: Path, root: Path) -> bool:
         return False
     try:
         stage()
-    except (OSError, EOFError, tarfile.TarError) as err:  # shutil.Error is an OSError
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as err:  # shutil.Error: OSError
         raise DatasetUnavailable(
             f"cifar10: cannot stage mirror {src} into {root} ({type(err).__name__}: "
             f"{err}); replace it with the original, or check that {root} is writable "

@@ -302,6 +302,11 @@ def check_output_shape(
             f"{num_classes})"
         ) from None
     expected = (x.shape[0], num_classes)
+    if not isinstance(out, Tensor):  # a tuple, a dict, a library's output object
+        raise ModelError(
+            f"{where} returns a {type(out).__name__}, expected a tensor of logits "
+            f"{expected} (N, num_classes)"
+        )
     if tuple(out.shape) != expected:
         raise ModelError(
             f"{where} gives logits of shape {tuple(out.shape)}, expected {expected} "

@@ -228,8 +228,9 @@ class NoRoom(ValueError):
 def available_memory(device: torch.device) -> int:
     """Bytes free for new tensors: on a GPU the driver's free memory plus what torch has
     cached but not allocated; on Apple's ``mps`` torch's recommended working set less what
-    its driver holds; on the CPU ``MemAvailable`` of ``/proc/meminfo`` (Linux), elsewhere
-    the physical memory (macOS: no portable call tells the free memory).
+    its driver holds (older torch: as the CPU); on the CPU ``MemAvailable`` of
+    ``/proc/meminfo`` (Linux), elsewhere the physical memory (macOS: no portable call
+    tells the free memory).
 
     Raises:
         NoRoom: on a CPU whose memory none of these tells.
@@ -237,8 +238,8 @@ def available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type == "mps":
-        return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+    if device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):  # torch >= 2.5
+        return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
