@@ -92,6 +92,10 @@ def cifar_only(variant, in_shape, num_classes):
     return Mlp("plain", (3, 32, 32), num_classes)  # ignores in_shape
 
 
+def old_signature(variant):
+    return Mlp(variant, (1, 28, 28), 10)
+
+
 class DictOut(Mlp):
     def forward(self, x):
         return {"logits": super().forward(x)}
@@ -179,6 +183,23 @@ def test_a_module_that_raises_on_import_is_one_line(tmp_path, monkeypatch):
     assert str(err.value) == (
         "models factory 'goldilocks_raising:build': module 'goldilocks_raising' does not "
         "import (ModuleNotFoundError: No module named 'goldilocks_missing_dependency')"
+    )
+
+
+def test_a_factory_with_another_signature_is_one_line():
+    register_models(
+        {"models": {"testsig": {"factory": "goldilocks_test_models:old_signature",
+                                "variants": {"plain": {"depth": 2, "output_exponent": 2}}}}}
+    )  # fmt: skip
+    try:
+        with pytest.raises(factory.ModelError) as err:
+            factory.build(describe("testsig", "plain"), (1, 28, 28), 10, "cpu")
+    finally:
+        register_models({"models": MODELS})
+    assert str(err.value) == (
+        "models factory 'goldilocks_test_models:old_signature': its signature "
+        "old_signature(variant) cannot take (variant, in_shape, num_classes) (too many "
+        "positional arguments)"
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -57,6 +58,13 @@ class ModelError(RuntimeError):
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _signature(function) -> str:
+    try:
+        return f"{function.__name__}{inspect.signature(function)}"
+    except (TypeError, ValueError, AttributeError):
+        return repr(function)
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -101,6 +109,15 @@ def build(
     holding the global generator (seeded with ``seed``), in eval mode, with math
     attention installed (:func:`use_math_attention`)."""
     factory = load_factory(description.factory)
+    try:  # the signature, before the call: a TypeError inside the factory keeps its frames
+        inspect.signature(factory).bind(description.variant.name, tuple(in_shape), num_classes)
+    except TypeError as err:
+        raise ModelError(
+            f"models factory {description.factory!r}: its signature {_signature(factory)} "
+            f"cannot take (variant, in_shape, num_classes) ({err})"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): call it and see
+        pass
     with global_rng(seed), torch.device(device):
         model = factory(description.variant.name, tuple(in_shape), num_classes)
     if not isinstance(model, nn.Module):
