@@ -7,6 +7,7 @@ from goldilocks.cells import (
     TRAIN_IDENTITY,
     CurvatureCell,
     TrainCell,
+    batch_limit,
     curvature_cells,
     train_cells,
     trained_pairs,
@@ -96,3 +97,21 @@ def test_training_pairs_limit_the_training_cells_only():
     config["training"]["pairs"] = None
     assert trained_pairs(config) == [("lenet300100", "synthetic"), ("lenet5", "synthetic")]
     assert len(train_cells(config)) == 2 * 2 * 3 * 2 * 2
+
+
+def test_batch_limit_is_what_runs_at_once_in_this_process():
+    local = {"main_process": True, "nodes": None}
+    # A job in a process of its own trains alone (and so does not wait for mates).
+    assert batch_limit(64, main_process=False, cores=16, nodes=None, train_jobs=128) == (1, None)
+    # Enough job slots: the configured size, silently.
+    assert batch_limit(64, **local, cores=148, train_jobs=128) == (64, None)
+    assert batch_limit(1, **local, cores=2, train_jobs=None) == (1, None)
+    # Jobs sent elsewhere (--jobs/nodes) or no core count: nothing limited here.
+    assert batch_limit(64, main_process=True, cores=1, nodes=50, train_jobs=None) == (64, None)
+    assert batch_limit(64, **local, cores=None, train_jobs=None) == (64, None)
+    # Fewer slots than batch_cells: the slots, with one line naming what limits them.
+    limit, warning = batch_limit(64, **local, cores=16, train_jobs=None)
+    assert limit == 16 and "batch_cells is 64" in warning and "(--cores 16)" in warning
+    assert "\n" not in warning and "--workflow-profile profiles/gpu" in warning
+    limit, warning = batch_limit(64, **local, cores=148, train_jobs=8)
+    assert limit == 8 and "(resources train_jobs=8)" in warning

@@ -101,6 +101,35 @@ def test_killed_batched_run_resumes_to_the_same_tables(one_by_one, tmp_path):
     )
 
 
+def test_batches_hold_at_most_what_runs_at_once(one_by_one, tmp_path):
+    # batch_cells 4 with two job slots: batches of at most 2, said once in one line.
+    write_config(tmp_path, config(4))
+    proc = snakemake(tmp_path, "--cores", "2", *TRAIN_ONLY)
+    said = [ln for ln in proc.stderr.splitlines() if "training.batch_cells is 4" in ln]
+    assert said == [
+        "goldilocks: training.batch_cells is 4 but at most 2 train jobs run at once here "
+        "(--cores 2), so batches hold at most 2 cells: on a GPU run --workflow-profile "
+        "profiles/gpu (not --profile; no --cores), on a CPU set batch_cells: 1"
+    ]
+    sizes = batch_sizes(tmp_path)
+    assert len(sizes) == 8 and max(sizes) <= 2, sizes
+    pd.testing.assert_frame_equal(
+        cells(tmp_path, "train"), cells(one_by_one, "train"), check_exact=True
+    )
+
+
+def test_jobs_in_their_own_process_train_alone_without_waiting(one_by_one, tmp_path):
+    # Without the profile's threads every job is a process of its own: no mate can join
+    # it, so its cell trains at once (a wait of batch_wait would outlast the timeout).
+    write_config(tmp_path, config(4, batch_wait=3600))
+    proc = snakemake(tmp_path, "--workflow-profile", "none", "--cores", "4", *TRAIN_ONLY)
+    assert "training.batch_cells" not in proc.stderr
+    assert batch_sizes(tmp_path) == [1] * 8
+    pd.testing.assert_frame_equal(
+        cells(tmp_path, "train"), cells(one_by_one, "train"), check_exact=True
+    )
+
+
 TWO_PAIRS = yaml.safe_load(yaml.safe_dump(TINY))
 TWO_PAIRS["pairs"] = [
     {"architecture": "lenet300100", "dataset": "synthetic"},

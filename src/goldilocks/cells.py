@@ -206,3 +206,39 @@ def train_cells(config: Mapping) -> list[TrainCell]:
         for lr in tr["lr_base"]
         for seed in seeds
     ]
+
+
+def batch_limit(
+    batch_cells: int,
+    *,
+    main_process: bool,
+    cores: int | None,
+    nodes: int | None,
+    train_jobs: int | None,
+) -> tuple[int, str | None]:
+    """The most cells one batch can hold in this Snakemake process, and a warning when
+    that is fewer than ``training.batch_cells`` (docs/method.md section 5.7).
+
+    A batch forms only from train jobs that run at once as threads of one process. A
+    job in a process of its own (a cluster job, a local job run as a subprocess:
+    ``main_process`` false) can only train alone, so its limit is 1 and it does not wait
+    ``batch_wait`` for mates that cannot come. In the main process of a local run at most
+    ``cores`` jobs run at once, and at most ``train_jobs`` train jobs where that resource
+    is set (``profiles/gpu``); a run that sends its jobs elsewhere (``nodes`` set) limits
+    nothing here. The limit changes how many cells meet, never a result.
+    """
+    if not main_process:
+        return 1, None
+    if nodes is not None or cores is None:
+        return batch_cells, None
+    at_once = cores if train_jobs is None else min(cores, train_jobs)
+    if at_once >= batch_cells:
+        return batch_cells, None
+    why = f"--cores {cores}" if at_once == cores else f"resources train_jobs={train_jobs}"
+    warning = (
+        f"goldilocks: training.batch_cells is {batch_cells} but at most {at_once} train "
+        f"jobs run at once here ({why}), so batches hold at most {at_once} cells: on a GPU "
+        "run --workflow-profile profiles/gpu (not --profile; no --cores), on a CPU set "
+        "batch_cells: 1"
+    )
+    return max(at_once, 1), warning

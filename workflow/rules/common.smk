@@ -42,6 +42,26 @@ TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
 # training.tf32 is a train param only when true: a param that appears changes the params
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
+
+
+def _resource(name):
+    """A global resource of this run (--cores is _cores), or None where it is not set."""
+    value = workflow.global_resources.get(name)
+    return getattr(value, "value", value)
+
+
+# The most cells a batch can hold in this process: 1 in a job's own process, else what
+# --cores and the train_jobs pool let run at once (cells.batch_limit). Said once, by the
+# main process, when that is below training.batch_cells.
+BATCH_LIMIT, _batch_warning = cells.batch_limit(
+    config["training"]["batch_cells"],
+    main_process=workflow.is_main_process,
+    cores=_resource("_cores"),
+    nodes=_resource("_nodes"),
+    train_jobs=_resource("train_jobs"),
+)
+if _batch_warning and TRAINING:
+    print(_batch_warning, file=sys.stderr)
 # The (architecture, dataset, scaling) parts that have cells, per stage.
 PARTS = {
     "curvature": {(c.architecture, c.dataset, c.scaling) for c in CURVATURE_CELLS},
@@ -257,13 +277,13 @@ def checkpoint_file(wildcards):
 def train_execution(wildcards):
     """How one train job runs, none of it a result: its checkpoint file (a side file, not
     an output) and how often it saves, and how many cells it may train with
-    (training.batch_cells, batch_wait). Passed to the job, not as params (a rerun
-    trigger)."""
+    (training.batch_cells, at most what runs at once here: BATCH_LIMIT; batch_wait).
+    Passed to the job, not as params (a rerun trigger)."""
     tr = config["training"]
     return {
         "checkpoint": checkpoint_file(wildcards),
         "checkpoint_every": tr["checkpoint_every"],
-        "batch_cells": tr["batch_cells"],
+        "batch_cells": BATCH_LIMIT,
         "batch_wait": tr["batch_wait"],
     }
 
