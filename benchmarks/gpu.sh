@@ -43,11 +43,13 @@ if [ "$DEVICE" = cpu ]; then  # a rehearsal: every step, toy sizes (the CPU engi
   CONV_ARGS="--cells 2 --images 4 --repeats 1"
   COST_ARGS="--train-size 64 --curvature-batch 8 --subspace-dim 4"
   TF32_ARGS="--dataset synthetic --epochs 3 --seeds 0,1 --scales 1 --variants homogeneous"
-  cat > /tmp/gpu_rehearsal.yaml <<'YAML'
+  REHEARSAL=$(mktemp --suffix .yaml)  # its own file: two rehearsals at once do not share it
+  trap 'rm -f "$REHEARSAL"' EXIT
+  cat > "$REHEARSAL" <<'YAML'
 training: {epochs: 2, log_every: 1, train_subset: 256, test_subset: 256, batch_cells: 4, batch_wait: 1,
   lr_base: [0.1], scales: {temperature: {log10_min: 0, log10_max: 0, num: 1}}}
 YAML
-  GRID_CONFIGS="$GRID_CONFIGS /tmp/gpu_rehearsal.yaml"
+  GRID_CONFIGS="$GRID_CONFIGS $REHEARSAL"
 else
   TRAIN_ARGS="--cells 1,4,16,32,64 --methods vmap"
   CONV_ARGS=""
