@@ -114,4 +114,5 @@ def test_batch_limit_is_what_runs_at_once_in_this_process():
     assert limit == 16 and "batch_cells is 64" in warning and "(--cores 16)" in warning
     assert "\n" not in warning and "--workflow-profile profiles/gpu" in warning
     limit, warning = batch_limit(64, **local, cores=148, train_jobs=8)
-    assert limit == 8 and "(resources train_jobs=8)" in warning
+    assert limit == 8 and "(resources train_jobs=8)" in warning and "raise train_jobs" in warning
+    assert "profiles/gpu" not in warning  # the run already has its pools

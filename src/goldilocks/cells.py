@@ -234,11 +234,17 @@ def batch_limit(
     at_once = cores if train_jobs is None else min(cores, train_jobs)
     if at_once >= batch_cells:
         return batch_cells, None
-    why = f"--cores {cores}" if at_once == cores else f"resources train_jobs={train_jobs}"
+    if at_once == cores:
+        why = f"--cores {cores}"
+        fix = (
+            "on a GPU run --workflow-profile profiles/gpu (not --profile; no --cores), "
+            "on a CPU set batch_cells: 1"
+        )
+    else:
+        why = f"resources train_jobs={train_jobs}"
+        fix = "raise train_jobs (twice batch_cells lets one batch form while one trains)"
     warning = (
         f"goldilocks: training.batch_cells is {batch_cells} but at most {at_once} train "
-        f"jobs run at once here ({why}), so batches hold at most {at_once} cells: on a GPU "
-        "run --workflow-profile profiles/gpu (not --profile; no --cores), on a CPU set "
-        "batch_cells: 1"
+        f"jobs run at once here ({why}), so batches hold at most {at_once} cells: {fix}"
     )
     return max(at_once, 1), warning
