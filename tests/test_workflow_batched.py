@@ -102,8 +102,10 @@ def test_killed_batched_run_resumes_to_the_same_tables(one_by_one, tmp_path):
 
 
 def test_batches_hold_at_most_what_runs_at_once(one_by_one, tmp_path):
-    # batch_cells 4 with two job slots: batches of at most 2, said once in one line.
+    # batch_cells 4 with two job slots: batches of at most 2, said once in one line, by
+    # the first train job: a run that trains nothing (here a dry run) says nothing.
     write_config(tmp_path, config(4))
+    assert "batch_cells" not in snakemake(tmp_path, "--cores", "2", "-n", *TRAIN_ONLY).stderr
     proc = snakemake(tmp_path, "--cores", "2", *TRAIN_ONLY)
     said = [ln for ln in proc.stderr.splitlines() if "training.batch_cells is 4" in ln]
     assert said == [

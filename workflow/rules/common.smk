@@ -5,6 +5,7 @@
 # models (config `models`) are registered there by check_config.
 import os
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -51,8 +52,9 @@ def _resource(name):
 
 
 # The most cells a batch can hold in this process: 1 in a job's own process, else what
-# --cores and the train_jobs pool let run at once (cells.batch_limit). Said once, by the
-# main process, when that is below training.batch_cells.
+# --cores and the train_jobs pool let run at once (cells.batch_limit). When that is below
+# training.batch_cells the first train job of the run says so, once (train_execution):
+# a run that only redraws a figure trains nothing and hears nothing.
 BATCH_LIMIT, _batch_warning = cells.batch_limit(
     config["training"]["batch_cells"],
     main_process=workflow.is_main_process,
@@ -60,8 +62,8 @@ BATCH_LIMIT, _batch_warning = cells.batch_limit(
     nodes=_resource("_nodes"),
     train_jobs=_resource("train_jobs"),
 )
-if _batch_warning and TRAINING:
-    print(_batch_warning, file=sys.stderr)
+_BATCH_WARNING = [_batch_warning] if _batch_warning else []
+_BATCH_WARNING_LOCK = threading.Lock()
 # The (architecture, dataset, scaling) parts that have cells, per stage.
 PARTS = {
     "curvature": {(c.architecture, c.dataset, c.scaling) for c in CURVATURE_CELLS},
@@ -278,7 +280,11 @@ def train_execution(wildcards):
     """How one train job runs, none of it a result: its checkpoint file (a side file, not
     an output) and how often it saves, and how many cells it may train with
     (training.batch_cells, at most what runs at once here: BATCH_LIMIT; batch_wait).
-    Passed to the job, not as params (a rerun trigger)."""
+    Passed to the job, not as params (a rerun trigger). The first call of the run says
+    why batches are smaller than batch_cells, where they are."""
+    with _BATCH_WARNING_LOCK:
+        if _BATCH_WARNING:
+            sys.stderr.write(_BATCH_WARNING.pop() + "\n")  # one write: one whole line
     tr = config["training"]
     return {
         "checkpoint": checkpoint_file(wildcards),
