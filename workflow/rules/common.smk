@@ -45,10 +45,10 @@ TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
 
 
-def _resource(name):
-    """A global resource of this run (--cores is _cores), or None where it is not set."""
-    value = workflow.global_resources.get(name)
-    return getattr(value, "value", value)
+def _train_jobs():
+    """The run's train_jobs pool (profiles/gpu), or None where it is not set."""
+    value = workflow.global_resources.get("train_jobs")
+    return getattr(value, "value", value)  # a Resource, or a plain number once registered
 
 
 # The most cells a batch can hold in this process: 1 in a job's own process, else what
@@ -58,9 +58,9 @@ def _resource(name):
 BATCH_LIMIT, _batch_warning = cells.batch_limit(
     config["training"]["batch_cells"],
     main_process=workflow.is_main_process,
-    cores=_resource("_cores"),
-    nodes=_resource("_nodes"),
-    train_jobs=_resource("train_jobs"),
+    cores=workflow._cores,  # None-safe (workflow.cores raises where --cores is unset)
+    nodes=workflow.nodes,
+    train_jobs=_train_jobs(),
 )
 _BATCH_WARNING = [_batch_warning] if _batch_warning else []
 _BATCH_WARNING_LOCK = threading.Lock()
