@@ -20,11 +20,7 @@
 # .gpu/ along; gpu.sh installs from there. Give it 600 s.
 # DEVICE=cpu rehearses every step on this machine at toy sizes (tests/test_benchmarks.py).
 # --help prints this header; the script takes no arguments (settings are environment variables).
-if [ $# -gt 0 ]; then
-  sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
-  [ "$1" = -h ] || [ "$1" = --help ] || { echo "$0: no arguments expected, got: $*" >&2; exit 2; }
-  exit 0
-fi
+. "$(dirname "$0")/no_args.sh"
 set -u
 OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}

@@ -9,11 +9,7 @@
 #                       (Debian's dataset-fashion-mnist), for the paper-grid run.
 # About 60 MB in all; a device call carries at most 64 MiB with the working tree.
 # --help prints this header; the script takes no arguments (settings are environment variables).
-if [ $# -gt 0 ]; then
-  sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
-  [ "$1" = -h ] || [ "$1" = --help ] || { echo "$0: no arguments expected, got: $*" >&2; exit 2; }
-  exit 0
-fi
+. "$(dirname "$0")/no_args.sh"
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

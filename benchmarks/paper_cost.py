@@ -29,7 +29,7 @@ diverge stop early.
 
     python benchmarks/paper_cost.py                      # both configs, on the GPU if any
     python benchmarks/paper_cost.py --train-size 256 --curvature-batch 16 --subspace-dim 8
-        # a quick check on a laptop CPU (the estimate then says little)
+        --threads 1   # a quick check on a laptop CPU (one line; the estimate says little)
 """
 
 from __future__ import annotations
@@ -163,11 +163,13 @@ def main() -> None:
     parser.add_argument("--curvature-batch", type=int, default=0, help="0: the config's")
     parser.add_argument("--subspace-dim", type=int, default=0, help="0: the config's")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0: "
+                        "torch's default, all cores; 1: steadier on a shared machine)")  # fmt: skip
     parser.add_argument("--costs", default=None, help="training costs measured by "
                         "benchmarks/training.py --save on this device")  # fmt: skip
     args = parser.parse_args()
     configs = {path: load_merged(path, ROOT) for path in args.config}
-    device = setup(args.device, threads=0)
+    device = setup(args.device, args.threads)
     if args.costs and not Path(args.costs).is_file():
         parser.error(f"--costs {args.costs}: no such file")
     saved = json.loads(Path(args.costs).read_text()) if args.costs else None

@@ -97,6 +97,11 @@ def test_every_benchmark_explains_itself():
         )
         assert run.returncode == 0 and "--help prints this header" in run.stdout, run.stdout
         assert "set -" not in run.stdout and not (ROOT / "gpu-out").exists()
+        bad = subprocess.run(
+            ["bash", str(ROOT / "benchmarks" / script), "--budget=60"], capture_output=True,
+            text=True,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "no arguments expected" in bad.stderr, bad.stderr
 
 
 @pytest.mark.rehearsal
