@@ -70,6 +70,9 @@ def test_batched_run_equals_one_by_one_and_batch_cells_reruns_nothing(one_by_one
     # An execution setting: other batch sizes and waits rerun nothing.
     write_config(tmp_path, config(2, batch_wait=0.5))
     assert dry_run_jobs(tmp_path, *TRAIN_ONLY) == {}
+    # chunk_size is not one (docs/method.md 5.1): it moves float32 rounding, all 8 rerun.
+    write_config(tmp_path, config(4, chunk_size="auto"))
+    assert dry_run_jobs(tmp_path, *TRAIN_ONLY) == {"train": 8}
     # One more learning rate: only its 4 cells (2 variants x 2 temperatures).
     write_config(tmp_path, config(4, lr_base=[0.1, 1.0, 0.3]))
     assert dry_run_jobs(tmp_path, *TRAIN_ONLY) == {"train": 4}
