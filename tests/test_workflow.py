@@ -151,11 +151,16 @@ def test_tiny_grid_end_to_end(finished_run):
     assert len(zone) == 2 * 3 + 1
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
     assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
-    # The claims, every one with a verdict (most not testable on this tiny grid).
+    # The claims, every one with a verdict (most not testable on this tiny grid; one
+    # seed: the sign-test claims are inconclusive, the exact identities still decide).
     claims = pd.read_parquet(workdir / "results/claims.parquet")
-    assert set(claims["verdict"]) <= {"supported", "not_supported", "not_testable"}
+    assert set(claims["verdict"]) <= {"supported", "not_supported", "inconclusive", "not_testable"}
     assert "homogeneous_joint_flat" in set(claims["claim"])
+    sign_test = claims[claims["decided_by"] == "sign_test_0.10"]
+    assert (sign_test["verdict"] == "inconclusive").all()
+    assert sign_test["inconclusive_reason"].str.startswith("too few seeds").all()
     assert "<table" in (workdir / "results/claims.html").read_text()
+    assert (workdir / "results/figures/claims.png").stat().st_size > 10_000
     # Every figure the config has data for: no LayerNorm variant (3), no alpha training (4).
     for n in (1, 2, 5, 6, 7):
         for ext in ("pdf", "png"):
@@ -175,7 +180,7 @@ def test_report_has_every_figure_with_its_caption(finished_run, tmp_path):
     for n in (1, 2, 5, 6, 7):
         assert f"fig{n}_lenet300100_synthetic.png" in html
         assert f"Figure {n}" in html
-    assert "claims.html" in html
+    assert "claims.html" in html and "claims.png" in html
     # Captions are rendered with the run's config: the epochs of tiny.yaml, its pair.
     assert f"after {TINY['training']['epochs']} epochs" in html
     assert "Pairs: lenet300100 on synthetic" in html

@@ -1,6 +1,7 @@
-# Claims stage: every claim of the paper tested on this run's tables (docs/claims.md),
-# with the number behind each verdict: results/claims.parquet, and as a table in the
-# report (results/claims.html). Thresholds: the config's claims: section.
+# Claims stage: every claim of the paper tested per seed on this run's tables
+# (docs/claims.md), with the numbers behind each verdict: results/claims.parquet, a
+# summary grid and table in the report (results/claims.html) and the claims figure
+# (results/figures/claims.png). Thresholds: the config's claims: section.
 
 
 rule claims:
@@ -10,6 +11,11 @@ rule claims:
         table="results/claims.parquet",
         html=report(
             "results/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+        figure=report(
+            "results/figures/claims.png",
             caption="../report/claims.rst",
             category="Claims",
         ),
