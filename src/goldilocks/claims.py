@@ -37,13 +37,15 @@ Conventions shared by the claims (docs/claims.md has the details):
   without that column, 1 for the LayerNorm variants and ``depth`` (L) otherwise. Alpha
   scaling at alpha corresponds to temperature T = alpha^-k.
 - A *final accuracy* is the last logged row of a training cell; a diverged cell counts
-  with its epoch-0 accuracy (what training left it with: nothing gained). The *best
+  with its epoch-0 accuracy (what training left it with: nothing gained;
+  :func:`goldilocks.tables.final_accuracy` with ``diverged="initial"``). The *best
   accuracy* at a trained scale is the maximum over eta0 per training seed, then the mean
   over seeds.
 - A trained scale is *in the zone* when its nearest curvature grid scale (in log scale,
   same variant and scaling) lies within the zone's bounds.
 
-This module is torch-free: numpy, pandas and ``goldilocks.cells`` only.
+This module is torch-free: numpy, pandas, ``goldilocks.tables`` (final accuracy) and
+``goldilocks.zone`` (zone look-ups) only.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from goldilocks.cells import TRAIN_KEYS
+from goldilocks.tables import final_accuracy
+from goldilocks.zone import LOG_TOL, bounds, inside, zone_row
 
 COLUMNS = [
     "claim",
@@ -82,9 +85,6 @@ LAYERNORM_FAMILY = ("layernorm", "combined", "layernorm_affine", "combined_affin
 INHOMOGENEOUS = ("bias", "residual", *LAYERNORM_FAMILY)
 WITHOUT_LAYERNORM = ("homogeneous", "bias", "residual")
 RATIO = "hessian_trace_ratio"
-#: Two scales are the same grid value within this in log10: grid values are stored to
-#: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
-LOG_TOL = 1e-5
 PAIR = ["architecture", "dataset"]
 
 #: Default thresholds, one config key each under ``claims:`` (docs/claims.md).
@@ -287,35 +287,6 @@ def spearman(x: Iterable[float], y: Iterable[float]) -> tuple[float, int]:
     return float(np.corrcoef(rx, ry)[0, 1]), n
 
 
-def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
-    """One row per training cell: its last logged row, with ``train_acc``/``test_acc``.
-
-    A diverged cell (``diverged`` true) keeps its epoch-0 accuracies instead of the NaN
-    of its divergence row. Adds ``initial_loss`` (epoch-0 train loss) and ``max_loss``
-    (largest logged train loss after epoch 0; inf when the cell diverged) when the table
-    has ``train_loss``.
-    """
-    frame = training.sort_values("epoch", kind="stable")
-    keys = [k for k in TRAIN_KEYS if k in frame.columns]
-    last = frame.groupby(keys, as_index=False, dropna=False).tail(1).set_index(keys)
-    start = frame[frame["epoch"] == 0].groupby(keys, dropna=False).head(1).set_index(keys)
-    acc = [c for c in ("train_acc", "test_acc") if c in frame.columns]
-    diverged = last["diverged"].fillna(False).astype(bool) if "diverged" in last else None
-    out = last.copy()
-    if diverged is None:
-        out["diverged"] = False
-        diverged = out["diverged"]
-    for column in acc:
-        initial = start[column].reindex(out.index)
-        out[column] = out[column].where(~diverged, initial)
-    if "train_loss" in frame.columns:
-        out["initial_loss"] = start["train_loss"].reindex(out.index)
-        later = frame[frame["epoch"] > 0].groupby(keys, dropna=False)["train_loss"].max()
-        later = later.reindex(out.index)
-        out["max_loss"] = later.where(~diverged, math.inf)
-    return out.reset_index()
-
-
 def best_accuracy(final: pd.DataFrame, column: str = "train_acc") -> pd.DataFrame:
     """Best final ``column`` over eta0, per training seed and trained scale.
 
@@ -373,7 +344,7 @@ class PairTables:
 
     @functools.cached_property
     def final(self) -> pd.DataFrame | None:
-        return None if self.training is None else final_accuracy(self.training)
+        return None if self.training is None else final_accuracy(self.training, diverged="initial")
 
     def curvature_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
         """Curvature rows of ``variant``/``scaling``, or None and the reason."""
@@ -402,13 +373,7 @@ class PairTables:
         return 1 if variant in LAYERNORM_FAMILY else self.depth(variant)
 
     def zone_row(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
-        z = self.zone
-        if z is None:
-            return None, "no zone table"
-        hit = z[(z["variant"] == variant) & (z["scaling"] == scaling)]
-        if hit.empty:
-            return None, f"no zone row for '{variant}' under '{scaling}'"
-        return hit.iloc[0], ""
+        return zone_row(self.zone, variant, scaling)
 
     def final_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
         """Final-accuracy rows of ``variant``/``scaling``, or None and the reason."""
@@ -433,17 +398,13 @@ class PairTables:
         z, why = self.zone_row(variant, scaling)
         if z is None:
             return None, why
-        lower, upper = float(z["lower"]), float(z["upper"])
-        if not (np.isfinite(lower) and np.isfinite(upper)):
+        interval = bounds(z)
+        if interval is None:
             return None, f"no zone for '{variant}' under '{scaling}' (peak not positive)"
         sub, _ = self.curvature_rows(variant, scaling)
         grid = sorted(set(sub["scale"])) if sub is not None else None
-        lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
-        flags = []
-        for s in scales:
-            near = nearest_grid(grid, s) if grid else s
-            flags.append(bool(np.isfinite(near) and lo <= math.log10(near) <= hi))
-        return np.array(flags, bool), ""
+        near = [nearest_grid(grid, s) if grid else s for s in scales]
+        return inside(*interval, near), ""
 
     def curvature_at(self, variant: str, scaling: str, scales: Iterable[float], seed=None):
         """Seed-mean (or ``seed``'s) Tr(H)/‖H‖_F at the curvature scale nearest each scale."""
