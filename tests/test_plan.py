@@ -117,3 +117,29 @@ def test_plan_and_spec_import_without_torch_or_matplotlib():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_readme_figure_list_agrees_with_the_spec():
+    """README's table under "Figures and the report": one row per spec entry, its words
+    (``message``), its tables (and scalings) and what it needs."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Figures and the report", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if re.match(r"\| \d+ \|", line)
+    ]
+    assert [int(r[0]) for r in rows] == [f.number for f in SPEC]
+    for (_, what, drawn_from, needs), fig in zip(rows, SPEC, strict=True):
+        assert what == fig.message, fig.number
+        kinds, _, scalings = drawn_from.partition(" (")
+        assert kinds.split(", ") == list(fig.tables), fig.number
+        wanted = {s for v in fig.tables.values() if v for s in v}
+        assert set(filter(None, scalings.rstrip(")").split(", "))) == wanted, fig.number
+        if fig.needs_kl:
+            assert "`variants`" in needs
+        elif fig.trained:
+            trained = fig.tables["training"]
+            assert all(f"`{s}`" in needs for s in trained) if trained else "training" in needs
+        else:
+            assert needs == "(always)", fig.number

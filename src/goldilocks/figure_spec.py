@@ -4,7 +4,7 @@ Torch-free and matplotlib-free: the workflow reads it at every parse. From an en
 :mod:`goldilocks.plan` derives the figure's rules, path pattern, wildcard constraint,
 default targets and the message saying what a config lacks for it;
 :data:`goldilocks.figures.FIGURES` maps its number to its drawing function; README's
-figure table repeats ``message`` and ``tables`` (tests/test_figures.py checks it).
+figure table repeats ``message`` and ``tables`` (tests/test_plan.py checks it).
 
 Adding a figure: its drawing function in ``goldilocks.figures`` (the module of its kind),
 one :class:`Figure` entry below, and its caption ``workflow/report/fig<N>.rst``.

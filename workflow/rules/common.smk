@@ -74,9 +74,10 @@ def _train_jobs():
 # --cores and the train_jobs pool let run at once (cells.batch_limit). When that is below
 # training.batch_cells the first train job of the run says so, once (train_execution):
 # a run that only redraws a figure trains nothing and hears nothing.
-# Snakemake 9 documents --cores as "available to rules via workflow.cores"; --nodes, the main-process
-# test and the resource pool are read through the workflow object's public but
-# undocumented attributes (nodes, is_main_process, global_resources): there is none.
+# Snakemake 9 documents --cores as "available to rules via workflow.cores"; for --nodes,
+# the main-process test and the resource pool it documents nothing, so they are read
+# through the workflow object's public, undocumented attributes (nodes, is_main_process,
+# global_resources).
 BATCH_LIMIT, _batch_warning = cells.batch_limit(
     config["training"]["batch_cells"],
     main_process=workflow.is_main_process,
