@@ -529,7 +529,7 @@ def test_final_accuracy_of_a_diverged_cell_is_its_initial():
     cell = (tr["variant"] == "bias") & (tr["scale"] == 1.0) & (tr["lr_base"] == 1.0)
     tr.loc[cell & (tr["epoch"] == 10), ["train_acc", "train_loss"]] = np.nan
     tr.loc[cell, "diverged"] = True
-    final = claims.final_accuracy(tr)
+    final = claims.final_accuracy(tr, diverged="initial")
     hit = final[(final["variant"] == "bias") & (final["scale"] == 1.0) & (final["lr_base"] == 1.0)]
     assert (hit["train_acc"] == 0.1).all() and np.isinf(hit["max_loss"]).all()
     best = claims.best_accuracy(

@@ -453,7 +453,7 @@ def test_figures_order_a_models_variants_by_the_registry():
     model), not the alphabet; a variant the registry does not know comes last."""
     import pandas as pd
 
-    from goldilocks.figures import _variants
+    from goldilocks.figures.style import variants_of
 
     frame = pd.DataFrame({"variant": ["slow", "bn", "plain", "normed", "zzz", "homogeneous"]})
-    assert _variants(frame) == ["homogeneous", "plain", "normed", "bn", "slow", "zzz"]
+    assert variants_of(frame) == ["homogeneous", "plain", "normed", "bn", "slow", "zzz"]

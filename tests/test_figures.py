@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, QuadMesh
 
-from goldilocks import figures
+from goldilocks import claims, figures
 from goldilocks.zone import goldilocks_zone
 
 PAIR = {"architecture": "lenet300100", "dataset": "synthetic"}
@@ -249,3 +251,150 @@ def test_joint_residual_is_a_second_joint_curve_in_figure_1_and_its_own_rows_in_
     render(fig6)
     visible = [ax for ax in fig6.axes if ax.get_visible()]
     assert len(fig6.axes) == 8 * len(VARIANTS) and len(visible) == 8 * len(VARIANTS) - 2
+
+
+# What is drawn: each figure's plotted values against the table they come from. The
+# fixtures' columns differ (test_acc = train_acc - 0.05; G-term and H-term scaled apart
+# from the Hessian below), so a figure drawn from the wrong column fails these.
+
+
+def panels(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def curves(ax) -> list:
+    """The seed-mean lines of a panel (curve_with_band draws them with markers)."""
+    return [line for line in ax.get_lines() if line.get_marker() == "o"]
+
+
+def distinct_terms(curvature: pd.DataFrame) -> pd.DataFrame:
+    return curvature.assign(
+        gterm_trace_ratio=curvature["gterm_trace_ratio"] * 0.5,
+        hterm_trace_ratio=curvature["hterm_trace_ratio"] * 0.25,
+    )
+
+
+def seed_mean(frame: pd.DataFrame, column: str, x: str = "scale") -> pd.Series:
+    return frame.groupby(x)[column].mean().sort_index()
+
+
+def of(frame: pd.DataFrame, **keys) -> pd.DataFrame:
+    for key, value in keys.items():
+        frame = frame[frame[key] == value]
+    return frame
+
+
+def test_figure_1_draws_the_hessian_ratio_and_shades_the_zone_interval():
+    curvature = distinct_terms(curvature_table())
+    zone = goldilocks_zone(curvature, threshold=0.3)  # a zone of three scales: 0.1 to 10
+    fig = figures.figure_1(curvature, zone)
+    render(fig)
+    axes = panels(fig)
+    assert len(axes) == 3 * len(VARIANTS)  # rows alpha, joint, temperature x variants
+    ax = axes[0]  # alpha row, homogeneous column
+    (line,) = curves(ax)
+    expected = seed_mean(
+        of(curvature, variant="homogeneous", scaling="alpha"), "hessian_trace_ratio"
+    )
+    np.testing.assert_allclose(line.get_xdata(), expected.index)
+    np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
+    row = of(zone, variant="homogeneous", scaling="alpha").iloc[0]
+    assert (row["lower"], row["upper"]) == (0.1, 10.0)
+    (band,) = [p for p in ax.patches if p.get_width() > 0]
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((0.1, 10.0))
+    dashed = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
+    assert dashed == pytest.approx([0.1, 10.0])
+
+
+def test_figure_6_draws_each_matrix_from_its_own_column():
+    curvature = distinct_terms(curvature_table())
+    fig = figures.figure_6(curvature, scalings=["alpha"])
+    render(fig)
+    axes = panels(fig)
+    assert len(axes) == 2 * len(VARIANTS)  # trace ratio and spectral norm rows
+    sub = of(curvature, variant="layernorm", scaling="alpha")
+    top = {line.get_label(): line for line in curves(axes[1])}
+    for m, name in figures.lines.MATRICES.items():
+        np.testing.assert_allclose(
+            top[name].get_ydata(), seed_mean(sub, f"{m}_trace_ratio").to_numpy()
+        )
+
+
+def test_figure_3_draws_the_kl_column_floored():
+    kl = kl_table()
+    fig = figures.figure_3(kl)
+    render(fig)
+    assert len(panels(fig)) == 2
+    line = next(c for c in curves(fig.axes[0]) if c.get_label() == "layernorm")
+    expected = seed_mean(of(kl, variant="layernorm"), "kl", x="alpha").clip(lower=figures.KL_FLOOR)
+    np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
+    rel = next(c for c in curves(fig.axes[1]) if c.get_label() == "layernorm")
+    expected = seed_mean(of(kl, variant="layernorm"), "logit_rel_error", x="alpha")
+    np.testing.assert_allclose(rel.get_ydata(), expected.to_numpy())
+
+
+def heatmap_values(training: pd.DataFrame, variant: str, scaling: str, column: str):
+    """The seed-mean final ``column`` over lr_base x scale, NaN for a diverged cell."""
+    final = of(training, variant=variant, scaling=scaling, epoch=training["epoch"].max())
+    grid = final.groupby(["lr_base", "scale"])[column].mean().unstack("scale")
+    return grid.sort_index().sort_index(axis=1).to_numpy(float)
+
+
+@pytest.mark.parametrize(
+    ("draw", "scaling", "columns"),
+    [
+        (figures.figure_2, "temperature", ["train_acc"]),
+        (figures.figure_4, "alpha", ["train_acc", "test_acc"]),
+        (figures.figure_5, "temperature", ["test_acc"]),
+    ],
+)
+def test_heatmaps_draw_their_column_the_diverged_cells_and_the_zone(draw, scaling, columns):
+    training, curvature = training_table(), curvature_table()
+    zone = goldilocks_zone(curvature, threshold=0.3)
+    fig = draw(training, zone)
+    render(fig)
+    axes = panels(fig)
+    assert len(axes) == len(columns) * len(VARIANTS)
+    for i, column in enumerate(columns):
+        ax = axes[i * len(VARIANTS)]  # the homogeneous panel of the row
+        (mesh,) = [c for c in ax.collections if isinstance(c, QuadMesh)]
+        drawn = np.ma.filled(mesh.get_array().astype(float), np.nan).reshape(2, 3)
+        expected = heatmap_values(training, "homogeneous", scaling, column)
+        np.testing.assert_allclose(drawn, expected)  # NaN where it diverged
+        (crosses,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        gone = of(training, variant="homogeneous", scaling=scaling, diverged=True)
+        drawn_crosses = sorted(map(tuple, crosses.get_offsets().tolist()))
+        assert drawn_crosses == sorted(set(zip(gone["scale"], gone["lr_base"], strict=True)))
+        assert drawn_crosses  # the fixture has a diverged cell per panel
+        row = of(zone, variant="homogeneous", scaling=scaling).iloc[0]
+        dashed = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+        in_range = [b for b in (row["lower"], row["upper"]) if 0.1 / 10**0.5 <= b <= 10**1.5]
+        assert dashed == pytest.approx(in_range) and len(dashed) >= 1
+
+
+def test_figure_7_plots_the_best_final_train_accuracy_with_diverged_cells_at_epoch_0():
+    curvature, training = curvature_table(), training_table()
+    # seed 0 diverges at every eta0 of scale 10: its best is its epoch-0 accuracy
+    gone = (training["scale"] == 10.0) & (training["seed"] == 0) & (training["epoch"] == 10)
+    training.loc[gone, ["train_acc", "test_acc"]] = np.nan
+    training.loc[gone, "diverged"] = True
+    fig = figures.figure_7(curvature, training, goldilocks_zone(curvature))
+    render(fig)
+    ax = panels(fig)[0]  # temperature row, homogeneous column
+    points = next(c for c in ax.collections if isinstance(c, PathCollection))
+    final = of(training, variant="homogeneous", scaling="temperature", epoch=10)
+    # a diverged cell counts with its epoch-0 accuracy (0.1), not NaN and not dropped
+    acc = final["train_acc"].fillna(0.1)
+    best = acc.groupby([final["scale"], final["seed"]]).max().groupby(level="scale").mean()
+    np.testing.assert_allclose(points.get_offsets()[:, 1], best.to_numpy())
+    curve = seed_mean(of(curvature, variant="homogeneous", scaling="temperature"), claims.RATIO)
+    np.testing.assert_allclose(points.get_offsets()[:, 0], curve.loc[best.index].to_numpy())
+
+
+def test_importing_the_figures_leaves_the_backend_alone():
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import goldilocks.figures; "
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

@@ -3,11 +3,12 @@
 import math
 
 import pandas as pd
+import pytest
 
 from goldilocks.cells import CURVATURE_IDENTITY, TRAIN_IDENTITY, CurvatureCell, TrainCell
 from goldilocks.tables import (
     curvature_row,
-    final_rows,
+    final_accuracy,
     layer_ratio_rows,
     stack,
     training_rows,
@@ -75,7 +76,7 @@ def test_training_rows_and_their_final_row():
     other = training_rows(
         TrainCell("lenet300100", "fmnist", "bias", "temperature", "100", 0, "1"), _history(2), 1.0
     )
-    final = final_rows(stack([other, rows]))
+    final = final_accuracy(stack([other, rows]), diverged="nan")
     assert final["epoch"].tolist() == [2, 2] and final["lr_base"].tolist() == [0.1, 1.0]
 
 
@@ -92,3 +93,22 @@ def test_stack_sorts_by_the_grid_axes_whatever_the_input_order():
     pd.testing.assert_frame_equal(stack([a, b]), stack([b, a]))
     assert stack([a, b])["variant"].tolist() == ["bias", "residual"]
     assert stack([]).empty
+
+
+def test_final_accuracy_policy_for_a_diverged_cell():
+    """One definition, two named policies: NaN (the heatmaps) or the epoch-0 accuracy
+    (the claims, figure 7); a cell that did not diverge is the same under both."""
+    history = _history()
+    history[0]["train_acc"] = 0.1
+    history[1].update(train_acc=math.nan, train_loss=math.nan, diverged=True, diverged_epoch=2)
+    cell = TrainCell("lenet300100", "fmnist", "bias", "alpha", "1", 0, "0.1")
+    rows = stack([training_rows(cell, history, 1.0)])
+    nan = final_accuracy(rows, diverged="nan")
+    initial = final_accuracy(rows, diverged="initial")
+    assert math.isnan(nan["train_acc"].iloc[0]) and initial["train_acc"].iloc[0] == 0.1
+    assert initial["test_acc"].iloc[0] == 0.5 and math.isinf(initial["max_loss"].iloc[0])
+    fine = stack([training_rows(cell, _history(), 1.0)])
+    assert final_accuracy(fine, diverged="nan")["train_acc"].tolist() == [0.5]
+    assert final_accuracy(fine, diverged="initial")["train_acc"].tolist() == [0.5]
+    with pytest.raises(ValueError, match="diverged must be one of"):
+        final_accuracy(rows, diverged="drop")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from goldilocks.zone import goldilocks_zone, zone_bounds
+from goldilocks.zone import bounds, goldilocks_zone, inside, zone_bounds, zone_row
 
 S = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])
 
@@ -82,3 +82,31 @@ def test_threshold_moves_bounds(threshold):
     z = zone_bounds(S, v, threshold)
     expected = (1e-2, 1e2) if threshold == 0.25 else (1.0, 1.0)
     assert (z["lower"], z["upper"]) == expected
+
+
+def test_zone_row_bounds_and_inside():
+    """The one zone look-up of the claims and the figures."""
+    pair = {"architecture": "lenet300100", "dataset": "fmnist"}
+    zone = pd.DataFrame(
+        [
+            {**pair, "variant": "bias", "scaling": "alpha", "lower": 0.1, "upper": 10.0},
+            {**pair, "variant": "bias", "scaling": "joint", "lower": math.nan, "upper": math.nan},
+            {
+                **pair,
+                "dataset": "cifar10",
+                "variant": "bias",
+                "scaling": "alpha",
+                "lower": 1.0,
+                "upper": 1.0,
+            },
+        ]
+    )
+    row, why = zone_row(zone, "bias", "alpha", pair=("lenet300100", "fmnist"))
+    assert bounds(row) == (0.1, 10.0) and why == ""
+    assert bounds(zone_row(zone, "bias", "alpha", pair=("lenet300100", "cifar10"))[0]) == (1, 1)
+    assert bounds(zone_row(zone, "bias", "joint")[0]) is None  # a row without a zone
+    assert zone_row(zone, "residual", "alpha") == (None, "no zone row for 'residual' under 'alpha'")
+    assert zone_row(None, "bias", "alpha") == (None, "no zone table")
+    # bounds included up to LOG_TOL in log10 (grid values stored to six digits); NaN: out
+    flags = inside(0.1, 10.0, [0.0999999, 0.099, 1.0, 10.00001, 11.0, math.nan])
+    assert flags.tolist() == [True, False, True, True, False, False]

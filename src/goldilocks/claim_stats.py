@@ -4,15 +4,15 @@ The tables a claim reads, restricted to one architecture/dataset pair
 (:class:`PairTables`) and, for the per-seed decision rule (:mod:`goldilocks.decision`),
 to one seed and optionally to the even or odd sub-grid of scales
 (:meth:`PairTables.for_seed`). Curves, final and best accuracies, the zone look-ups
-(``zone_row``, ``in_zone``: thin single definitions that become imports of
-:mod:`goldilocks.zone` / :mod:`goldilocks.tables` when those own them), grid matching
-and rank correlation live here; the claims themselves in :mod:`goldilocks.claims`.
+(``zone_row``, ``in_zone``, on :mod:`goldilocks.zone`'s look-ups; the final accuracy is
+:func:`goldilocks.tables.final_accuracy`), grid matching and rank correlation live
+here; the claims themselves in :mod:`goldilocks.claims`.
 
 A look-up that finds nothing returns ``(None, why)``; :func:`need` and :func:`require`
 turn it into :class:`NotTestable`, which the claim framework reports as a
 ``not_testable`` row (or a seed left out).
 
-Torch-free: numpy, pandas and the grid's cell keys only.
+Torch-free: numpy, pandas, :mod:`goldilocks.tables` and :mod:`goldilocks.zone` only.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from goldilocks.cells import TRAIN_KEYS
-from goldilocks.zone import goldilocks_zone
+from goldilocks.tables import final_accuracy
+from goldilocks.zone import LOG_TOL, bounds, goldilocks_zone, inside, zone_row
 
 PAPER_VARIANTS = ("homogeneous", "bias", "residual", "layernorm", "combined")
 AFFINE_VARIANTS = ("layernorm_affine", "combined_affine")
@@ -37,9 +37,6 @@ LAYERNORM_FAMILY = ("layernorm", "combined", "layernorm_affine", "combined_affin
 INHOMOGENEOUS = ("bias", "residual", *LAYERNORM_FAMILY)
 WITHOUT_LAYERNORM = ("homogeneous", "bias", "residual")
 RATIO = "hessian_trace_ratio"
-#: Two scales are the same grid value within this in log10: grid values are stored to
-#: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
-LOG_TOL = 1e-5
 PAIR = ["architecture", "dataset"]
 
 
@@ -173,35 +170,6 @@ def spearman(x: Iterable[float], y: Iterable[float]) -> tuple[float, int]:
     return float(np.corrcoef(rx, ry)[0, 1]), n
 
 
-def final_accuracy(training: pd.DataFrame) -> pd.DataFrame:
-    """One row per training cell: its last logged row, with ``train_acc``/``test_acc``.
-
-    A diverged cell (``diverged`` true) keeps its epoch-0 accuracies instead of the NaN
-    of its divergence row. Adds ``initial_loss`` (epoch-0 train loss) and ``max_loss``
-    (largest logged train loss after epoch 0; inf when the cell diverged) when the table
-    has ``train_loss``.
-    """
-    frame = training.sort_values("epoch", kind="stable")
-    keys = [k for k in TRAIN_KEYS if k in frame.columns]
-    last = frame.groupby(keys, as_index=False, dropna=False).tail(1).set_index(keys)
-    start = frame[frame["epoch"] == 0].groupby(keys, dropna=False).head(1).set_index(keys)
-    acc = [c for c in ("train_acc", "test_acc") if c in frame.columns]
-    diverged = last["diverged"].fillna(False).astype(bool) if "diverged" in last else None
-    out = last.copy()
-    if diverged is None:
-        out["diverged"] = False
-        diverged = out["diverged"]
-    for column in acc:
-        initial = start[column].reindex(out.index)
-        out[column] = out[column].where(~diverged, initial)
-    if "train_loss" in frame.columns:
-        out["initial_loss"] = start["train_loss"].reindex(out.index)
-        later = frame[frame["epoch"] > 0].groupby(keys, dropna=False)["train_loss"].max()
-        later = later.reindex(out.index)
-        out["max_loss"] = later.where(~diverged, math.inf)
-    return out.reset_index()
-
-
 def best_accuracy(final: pd.DataFrame, column: str = "train_acc") -> pd.DataFrame:
     """Best final ``column`` over eta0, per training seed and trained scale.
 
@@ -325,7 +293,9 @@ class PairTables:
 
     @functools.cached_property
     def final(self) -> pd.DataFrame | None:
-        return None if self.training is None else final_accuracy(self.training)
+        if self.training is None:
+            return None
+        return final_accuracy(self.training, diverged="initial")
 
     def curvature_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
         """Curvature rows of ``variant``/``scaling``, or None and the reason."""
@@ -358,13 +328,8 @@ class PairTables:
         return 1 if variant in LAYERNORM_FAMILY else self.depth(variant)
 
     def zone_row(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
-        z = self.zone
-        if z is None:
-            return None, "no zone table"
-        hit = z[(z["variant"] == variant) & (z["scaling"] == scaling)]
-        if hit.empty:
-            return None, f"no zone row for '{variant}' under '{scaling}'"
-        return hit.iloc[0], ""
+        """The zone row (:func:`goldilocks.zone.zone_row`), or None and the reason."""
+        return zone_row(self.zone, variant, scaling)
 
     def final_rows(self, variant: str, scaling: str) -> tuple[pd.DataFrame | None, str]:
         """Final-accuracy rows of ``variant``/``scaling``, or None and the reason."""
@@ -391,17 +356,13 @@ class PairTables:
         z, why = self.zone_row(variant, scaling)
         if z is None:
             return None, why
-        lower, upper = float(z["lower"]), float(z["upper"])
-        if not (np.isfinite(lower) and np.isfinite(upper)):
+        interval = bounds(z)
+        if interval is None:
             return None, f"no zone for '{variant}' under '{scaling}' (peak not positive)"
         sub, _ = self.curvature_rows(variant, scaling)
         grid = sorted(set(sub["scale"])) if sub is not None else None
-        lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
-        flags = []
-        for s in scales:
-            near = nearest_grid(grid, s) if grid else s
-            flags.append(bool(np.isfinite(near) and lo <= math.log10(near) <= hi))
-        return np.array(flags, bool), ""
+        near = [nearest_grid(grid, s) if grid else s for s in scales]
+        return inside(*interval, near), ""
 
     def curvature_at(self, variant: str, scaling: str, scales: Iterable[float]):
         """Seed-mean Tr(H)/‖H‖_F at the curvature scale nearest each of ``scales``."""

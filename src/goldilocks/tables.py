@@ -9,6 +9,7 @@ axes, so the order of the inputs never matters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -79,6 +80,50 @@ def stack(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def final_rows(training: pd.DataFrame) -> pd.DataFrame:
-    """The last logged row of every training cell (a diverged cell's divergence row)."""
-    return training.sort_values("epoch").groupby(list(TRAIN_KEYS), as_index=False).tail(1)
+#: What a diverged cell's final accuracy is (:func:`final_accuracy`): ``"nan"``, the NaN of
+#: its divergence row (the heatmaps draw it grey); ``"initial"``, its epoch-0 accuracy
+#: (what training left it with: nothing gained; the claims and figure 7).
+DIVERGED_POLICIES = ("nan", "initial")
+
+
+def final_accuracy(training: pd.DataFrame, *, diverged: str) -> pd.DataFrame:
+    """One row per training cell: its last logged row (the one definition of a cell's
+    *final accuracy*, docs/method.md section 6).
+
+    Args:
+        training: ``results/training.parquet`` rows (every logged epoch).
+        diverged: the policy for a diverged cell's ``train_acc``/``test_acc``, one of
+            :data:`DIVERGED_POLICIES`. ``"nan"`` returns the last rows as they are (a
+            diverged cell's divergence row). ``"initial"`` keeps a diverged cell's
+            epoch-0 accuracies, adds a ``diverged`` column (False) where the table has
+            none, and adds ``initial_loss`` (epoch-0 train loss) and ``max_loss``
+            (largest logged train loss after epoch 0; inf when the cell diverged) when
+            the table has ``train_loss``.
+
+    Raises:
+        ValueError: an unknown ``diverged`` policy.
+    """
+    if diverged not in DIVERGED_POLICIES:
+        raise ValueError(f"diverged must be one of {DIVERGED_POLICIES}, not {diverged!r}")
+    if diverged == "nan":
+        frame = training.sort_values("epoch")
+        return frame.groupby(list(TRAIN_KEYS), as_index=False).tail(1)
+    frame = training.sort_values("epoch", kind="stable")
+    keys = [k for k in TRAIN_KEYS if k in frame.columns]
+    last = frame.groupby(keys, as_index=False, dropna=False).tail(1).set_index(keys)
+    start = frame[frame["epoch"] == 0].groupby(keys, dropna=False).head(1).set_index(keys)
+    acc = [c for c in ("train_acc", "test_acc") if c in frame.columns]
+    gone = last["diverged"].fillna(False).astype(bool) if "diverged" in last else None
+    out = last.copy()
+    if gone is None:
+        out["diverged"] = False
+        gone = out["diverged"]
+    for column in acc:
+        initial = start[column].reindex(out.index)
+        out[column] = out[column].where(~gone, initial)
+    if "train_loss" in frame.columns:
+        out["initial_loss"] = start["train_loss"].reindex(out.index)
+        later = frame[frame["epoch"] > 0].groupby(keys, dropna=False)["train_loss"].max()
+        later = later.reindex(out.index)
+        out["max_loss"] = later.where(~gone, math.inf)
+    return out.reset_index()

@@ -17,6 +17,9 @@ from goldilocks.tables import ZONE_KEYS
 
 KEYS = list(ZONE_KEYS)
 COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value", "threshold"]
+#: Two scales are the same grid value within this in log10: grid values are stored to
+#: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
+LOG_TOL = 1e-5
 
 
 def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -67,3 +70,39 @@ def goldilocks_zone(curvature: pd.DataFrame, threshold: float = 0.5) -> pd.DataF
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def zone_row(
+    zone: pd.DataFrame | None,
+    variant: str,
+    scaling: str,
+    pair: tuple[str, str] | None = None,
+) -> tuple[pd.Series | None, str]:
+    """The zone row of ``variant``/``scaling`` (of ``pair``, (architecture, dataset), when
+    given; else ``zone`` is one pair's), or None and the reason. The one zone look-up of
+    the claims and the figures; the row's bounds are NaN when the curve has no zone
+    (:func:`bounds`)."""
+    if zone is None:
+        return None, "no zone table"
+    hit = zone[(zone["variant"] == variant) & (zone["scaling"] == scaling)]
+    if pair is not None:
+        hit = hit[(hit["architecture"] == pair[0]) & (hit["dataset"] == pair[1])]
+    if hit.empty:
+        return None, f"no zone row for '{variant}' under '{scaling}'"
+    return hit.iloc[0], ""
+
+
+def bounds(row: pd.Series | None) -> tuple[float, float] | None:
+    """``(lower, upper)`` of a zone row, or None when there is no row or no zone (NaN)."""
+    if row is None:
+        return None
+    lower, upper = float(row["lower"]), float(row["upper"])
+    if not (np.isfinite(lower) and np.isfinite(upper)):
+        return None
+    return lower, upper
+
+
+def inside(lower: float, upper: float, scales) -> np.ndarray:
+    """Per scale: within ``[lower, upper]`` up to :data:`LOG_TOL` in log10 (NaN: False)."""
+    lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
+    return np.array([bool(np.isfinite(s) and lo <= math.log10(s) <= hi) for s in scales], bool)

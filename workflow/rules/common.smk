@@ -1,31 +1,45 @@
-# Workflow-side Python: config validation, the grid's cells, wildcard constraints and
-# input functions. Module-level code runs at every parse (each cluster job re-parses), so
-# nothing here imports torch: the job entry points are imported on first use by job().
-# What a variant is (L, 𝓛, k, LayerNorm or not) comes from goldilocks.variants; users'
-# models (config `models`) are registered there by check_config.
+# Workflow-side Python: config validation, wildcard constraints and thin input functions.
+# What the rules build (patterns, cells, tables, figures) is planned in goldilocks.plan,
+# torch-free and unit-tested; the figures are declared in goldilocks.figure_spec. Module-
+# level code runs at every parse (each cluster job re-parses), so nothing here imports
+# torch: the job entry points are imported on first use by job().
 import os
 import sys
 import threading
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 
+# The package (src/) first, then users' model factories from the working directory or the
+# repository root (or an installed package), for this process's jobs; script jobs
+# (aggregate, figures, claims) run in their own Python and get them through PYTHONPATH.
 SRC = str(Path(workflow.basedir) / "src")
-# Users' model factories are imported from the working directory or the repository root
-# (or an installed package), by the jobs of this process and by script jobs alike.
 MODEL_PATHS = [os.getcwd(), str(Path(workflow.basedir))]
 for path in reversed([SRC, *MODEL_PATHS]):
     if path not in sys.path:
         sys.path.insert(0, path)
-# Script jobs (aggregate, figures) run in their own Python: give them the package too.
 os.environ.update(
     PYTHONPATH=os.pathsep.join(
         p for p in (SRC, *MODEL_PATHS, os.environ.get("PYTHONPATH")) if p
     )
 )
 
-from goldilocks import cells, grid, variants  # noqa: E402
+from goldilocks import cells  # noqa: E402
 from goldilocks.config import ConfigError, check_config  # noqa: E402
+from goldilocks.plan import (  # noqa: E402
+    CHECKPOINT_PATTERN,
+    CURVATURE_PATTERN,
+    FIGURE,
+    INIT_PATTERN,
+    KL_TABLE,
+    LAYERS_PATTERN,
+    MODEL_SPEC,
+    TABLE,
+    TRAIN_PATTERN,
+    Plan,
+    constraints,
+)
 
 with open(Path(workflow.current_basedir) / ".." / "schemas" / "config.schema.yaml") as fh:
     SCHEMA = yaml.safe_load(fh)
@@ -34,15 +48,20 @@ try:
 except ConfigError as err:
     sys.exit(f"goldilocks: {err}")
 
-CURVATURE_CELLS = cells.curvature_cells(config)
-TRAIN_CELLS = cells.train_cells(config)
-PAIRS = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
-TRAINING = bool(TRAIN_CELLS)
-# The pairs with training cells (training.pairs; default every pair).
-TRAINED_PAIRS = grid.unique(cells.trained_pairs(config)) if TRAINING else []
+PLAN = Plan(config)
+TRAINING = PLAN.training
+KL_PAIRS = PLAN.kl_pairs
 # training.tf32 is a train param only when true: a param that appears changes the params
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
+
+
+def _cores():
+    """--cores, or None where it is unset (the public workflow.cores raises then)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
 
 
 def _train_jobs():
@@ -55,64 +74,23 @@ def _train_jobs():
 # --cores and the train_jobs pool let run at once (cells.batch_limit). When that is below
 # training.batch_cells the first train job of the run says so, once (train_execution):
 # a run that only redraws a figure trains nothing and hears nothing.
+# Snakemake 9 documents --cores as "available to rules via workflow.cores"; for --nodes,
+# the main-process test and the resource pool it documents nothing, so they are read
+# through the workflow object's public, undocumented attributes (nodes, is_main_process,
+# global_resources).
 BATCH_LIMIT, _batch_warning = cells.batch_limit(
     config["training"]["batch_cells"],
     main_process=workflow.is_main_process,
-    cores=workflow._cores,  # None-safe (workflow.cores raises where --cores is unset)
+    cores=_cores(),
     nodes=workflow.nodes,
     train_jobs=_train_jobs(),
 )
 _BATCH_WARNING = [_batch_warning] if _batch_warning else []
 _BATCH_WARNING_LOCK = threading.Lock()
-# The (architecture, dataset, scaling) parts that have cells, per stage.
-PARTS = {
-    "curvature": {(c.architecture, c.dataset, c.scaling) for c in CURVATURE_CELLS},
-    "training": {(c.architecture, c.dataset, c.scaling) for c in TRAIN_CELLS},
-}
-# Scalings with curvature cells (zone, figures 1, 6 and 7) and with training cells (2, 4,
-# 5 and 7).
-SCALINGS_OF = {
-    "curvature": list(config["curvature"]["scalings"]),
-    "training": list(config["training"]["scalings"]) if TRAINING else [],
-}
-# Figure 3: per pair, its LayerNorm variants with k = 1 (cells.kl_variants), every seed.
-KL_CELLS = {
-    pair: [(v, s) for v in cells.kl_variants(config, pair[0]) for s in config["seeds"]]
-    for pair in PAIRS
-}
-KL_PAIRS = [pair for pair in PAIRS if KL_CELLS[pair]]
-# Per figure: the tables it is drawn from (kind: scalings; None = every configured one),
-# and what the config must have for the figure to have data.
-FIGURES = (1, 2, 3, 4, 5, 6, 7)
-FIGURE_INPUTS = {
-    1: {"curvature": None, "zone": None},
-    2: {"training": ["temperature"], "zone": ["temperature"]},
-    3: {"kl": None},
-    4: {"training": ["alpha"], "zone": ["alpha"]},
-    5: {"training": ["temperature"], "zone": ["temperature"]},
-    6: {"curvature": None},
-    7: {"curvature": None, "training": None, "zone": None},
-}
-TRAINED = "in training.scalings (and training.enabled: true)"
-# Figures drawn from training cells: only for the trained pairs.
-TRAINING_FIGURES = (2, 4, 5, 7)
-FIGURE_NEEDS = {
-    2: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
-    3: ("a LayerNorm variant with k = 1 in variants (layernorm, combined, ...)", bool(KL_PAIRS)),
-    4: (f"'alpha' {TRAINED}", "alpha" in SCALINGS_OF["training"]),
-    5: (f"'temperature' {TRAINED}", "temperature" in SCALINGS_OF["training"]),
-    7: (f"a scaling {TRAINED}", TRAINING),
-}
+
 
 wildcard_constraints:
-    architecture="|".join(variants.architecture_names()),
-    dataset="|".join(variants.DATASETS),
-    variant="|".join(variants.variant_names()),
-    scaling="|".join(grid.SCALINGS),
-    scale=r"[0-9][0-9.e+-]*",
-    lr_base=r"[0-9][0-9.e+-]*",
-    seed=r"\d+",
-    n=r"[1-7]",
+    **constraints(),
 
 
 def job(name):
@@ -124,15 +102,13 @@ def job(name):
     return importlib.import_module("goldilocks.runtime").run_block(getattr(jobs, name))
 
 
-def _cells_of(grid_cells, wildcards):
-    """The cells of one architecture/dataset pair and scaling."""
-    keys = (wildcards.architecture, wildcards.dataset, wildcards.scaling)
-    return [c for c in grid_cells if (c.architecture, c.dataset, c.scaling) == keys]
+def _cells_of(stage, wildcards):
+    return PLAN.cells_of(stage, wildcards.architecture, wildcards.dataset, wildcards.scaling)
 
 
 def curvature_files(wildcards):
     """Curvature cell files (rows and layer ratios) of one pair and scaling, by name."""
-    of = _cells_of(CURVATURE_CELLS, wildcards)
+    of = _cells_of("curvature", wildcards)
     return {
         "rows": [CURVATURE_PATTERN.format(**c.wildcards()) for c in of],
         "layers": [LAYERS_PATTERN.format(**c.wildcards()) for c in of],
@@ -141,31 +117,17 @@ def curvature_files(wildcards):
 
 def train_files(wildcards):
     """Training cell files of one architecture/dataset pair and scaling."""
-    return [TRAIN_PATTERN.format(**c.wildcards()) for c in _cells_of(TRAIN_CELLS, wildcards)]
+    return [TRAIN_PATTERN.format(**c.wildcards()) for c in _cells_of("training", wildcards)]
 
 
-def table_parts(kind, scalings=None, **pair):
-    """Aggregated tables of ``kind``, one per pair and scaling (``pair``: just that one).
-
-    ``scalings``: those wanted (default every configured one); unconfigured ones, and
-    (pair, scaling) parts without a cell (joint_residual of a pair with no residual
-    variant, an untrained pair), are left out. ``kind`` curvature, layer_ratios or zone
-    come from the curvature cells, training from the training cells.
-    """
-    configured = SCALINGS_OF["training" if kind == "training" else "curvature"]
-    present = PARTS["training" if kind == "training" else "curvature"]
-    pairs = [(pair["architecture"], pair["dataset"])] if pair else PAIRS
-    return [
-        TABLE.format(kind=kind, architecture=a, dataset=d, scaling=s)
-        for a, d in pairs
-        for s in configured
-        if (scalings is None or s in scalings) and (a, d, s) in present
-    ]
+def table_parts(kind):
+    """Aggregated tables of ``kind`` of every pair and scaling (goldilocks.plan)."""
+    return PLAN.table_parts(kind)
 
 
 def kl_tables():
     """Figure 3's table of every pair that has LayerNorm variants."""
-    return [KL_TABLE.format(architecture=a, dataset=d) for a, d in KL_PAIRS]
+    return PLAN.kl_tables()
 
 
 def kl_scales():
@@ -178,7 +140,7 @@ def kl_scales():
 
 def kl_cells(wildcards):
     """(variant, seed) of the pair's LayerNorm variants (figure 3)."""
-    return KL_CELLS.get((wildcards.architecture, wildcards.dataset), [])
+    return PLAN.kl_cells.get((wildcards.architecture, wildcards.dataset), [])
 
 
 def kl_init_files(wildcards):
@@ -188,71 +150,33 @@ def kl_init_files(wildcards):
     ]
 
 
-def figure_problem(n, pair=None):
-    """Why figure ``n`` (of ``pair``, when given) cannot be drawn from this config, or
-    None when it can."""
-    requirement, present = FIGURE_NEEDS.get(n, ("", True))
-    if present and pair is not None and pair not in figure_pairs(n):
-        a, d = pair
-        present, requirement = False, f"LayerNorm variants with k = 1 in the pair {a}/{d}"
-        if pair not in PAIRS:
-            configured = ", ".join(f"{x}/{y}" for x, y in PAIRS)
-            requirement = f"{a}/{d} in pairs (configured: {configured})"
-        elif n in TRAINING_FIGURES:
-            trained = ", ".join(f"{x}/{y}" for x, y in TRAINED_PAIRS)
-            requirement = f"{a}/{d} in training.pairs (trained: {trained})"
-    return None if present else f"figure {n} needs {requirement}"
-
-
-def figure_pairs(n):
-    """The pairs figure ``n`` is drawn for: figure 3 only those with LayerNorm variants,
-    the training figures only the trained pairs."""
-    if n == 3:
-        return KL_PAIRS
-    return TRAINED_PAIRS if n in TRAINING_FIGURES else PAIRS
-
-
 def figure_tables(n):
-    """Input function: the pair tables figure ``n`` is drawn from, by name.
-
-    A figure whose data the config does not produce stops the DAG build with one line.
-    """
+    """Input function: the pair tables figure ``n`` is drawn from, by name. A figure
+    whose data the config does not produce stops the DAG build with one line."""
 
     def tables(wildcards):
-        keys = dict(wildcards.items())
-        problem = figure_problem(n, (keys["architecture"], keys["dataset"]))
+        pair = (wildcards.architecture, wildcards.dataset)
+        problem = PLAN.figure_problem(n, pair)
         if problem:
             # one job draws both files: name the pair, not the one of them asked for
-            asked = FIGURE.format(n=n, ext="{pdf,png}", **keys)
+            asked = FIGURE.format(n=n, ext="{pdf,png}", **dict(wildcards.items()))
             sys.exit(f"goldilocks: {problem}; asked for {asked}")
-        return {
-            kind: KL_TABLE.format(**keys) if kind == "kl" else table_parts(kind, scalings, **keys)
-            for kind, scalings in FIGURE_INPUTS[n].items()
-        }
+        return PLAN.figure_tables(n, *pair)
 
     return tables
 
 
 def figure_files(n):
-    """Input function: :func:`figure_outputs` of figure ``n``, or a one-line exit when
-    the config has no data for it."""
+    """Input function: every pair's files of figure ``n``, or a one-line exit when the
+    config has no data for it."""
 
     def files(wildcards):
-        problem = figure_problem(n)
+        problem = PLAN.figure_problem(n)
         if problem:
             sys.exit(f"goldilocks: {problem}; asked for rule fig{n}")
-        return figure_outputs(n)
+        return PLAN.figure_outputs(n)
 
     return files
-
-
-def figure_outputs(n):
-    """PDF and PNG of figure ``n`` for every pair it is drawn for."""
-    return [
-        FIGURE.format(n=n, architecture=a, dataset=d, ext=e)
-        for a, d in figure_pairs(n)
-        for e in ("pdf", "png")
-    ]
 
 
 def model_spec(wildcards):
@@ -308,29 +232,9 @@ def claims_inputs(wildcards):
 def final_targets():
     """The default targets: the tables, the claims and every figure the config has data for
     (called by rule all, after every rule is defined)."""
-    targets = [*rules.tables.output, rules.claims.output.table, rules.claims.output.html]
-    for n in FIGURES:
-        if figure_problem(n) is None:
-            targets += figure_outputs(n)
-    return targets
-
-
-CURVATURE_PATTERN = (
-    "results/curvature/{architecture}_{dataset}/{variant}/{scaling}/scale{scale}_seed{seed}.parquet"
-)
-# A curvature cell's per-layer weight-to-gradient ratios, beside its row.
-LAYERS_PATTERN = CURVATURE_PATTERN.replace(".parquet", ".layers.parquet")
-TRAIN_PATTERN = (
-    "results/train/{architecture}_{dataset}/{variant}/{scaling}/"
-    "scale{scale}_lr{lr_base}_seed{seed}.parquet"
-)
-TABLE = "results/aggregate/{kind}_{architecture}_{dataset}_{scaling}.parquet"
-INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
-# A registered model's config entry; its init jobs read it (rule model_spec).
-MODEL_SPEC = "results/models/{architecture}.json"
-KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
-# Training checkpoints: side files of running train jobs, deleted when the cell finishes.
-CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
-    ".parquet", ".pt"
-)
-FIGURE = "results/figures/fig{n}_{architecture}_{dataset}.{ext}"
+    return [
+        *rules.tables.output,
+        rules.claims.output.table,
+        rules.claims.output.html,
+        *PLAN.figure_targets(),
+    ]

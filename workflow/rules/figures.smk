@@ -1,39 +1,32 @@
-# Figures stage: figure N of one architecture/dataset pair is its own target,
-# results/figures/fig<N>_<architecture>_<dataset>.{pdf,png}, drawn from that pair's tables
-# only (FIGURE_INPUTS in common.smk says which), by rule figure_<N>; rule fig<N> builds
-# figure N of every pair that has its data (`snakemake fig4`; the trained pairs for 2, 4,
-# 5 and 7, those with a LayerNorm variant of k = 1 for 3). The PNGs go into
-# `snakemake --report` with the captions workflow/report/fig<N>.rst. Asking for a figure
-# whose data the config does not produce stops the DAG build with one line.
-#
-#   1  Tr(H)/||H||_F against the scale: rows alpha / joint / temperature, columns variants
-#   2  final train accuracy over T x eta0, one panel per variant, temperature zone drawn on
-#   3  LayerNorm variants: KL(softmax(alpha f) || softmax(f_alpha)) against alpha
-#   4  alpha scaling: final train (top) and test (bottom) accuracy over alpha x eta0, zone
-#   5  temperature scaling: final test accuracy over T x eta0, zone
-#   6  Tr/||.||_F and spectral norm of Hessian, G-term and H-term against the scale
-#   7  initial Tr(H)/||H||_F against the best final train accuracy per trained scale, zone
-#      ringed
+# Figures stage, one pair of rules per entry of goldilocks.figure_spec (what each figure
+# shows, which tables and pairs it is drawn from, what it needs; goldilocks.plan derives
+# the rest). Rule figure_<N> draws results/figures/fig<N>_<architecture>_<dataset>.{pdf,png}
+# from that pair's tables only; rule fig<N> builds figure N of every pair that has its
+# data (`snakemake fig4`). The PNGs go into `snakemake --report` with the captions
+# workflow/report/fig<N>.rst. Asking for a figure whose data the config does not produce
+# stops the DAG build with one line.
+from goldilocks.figure_spec import SPEC
+from goldilocks.plan import figure_path
 
-for n in FIGURES:
+for fig in SPEC:
 
     rule:
         name:
-            f"figure_{n}"
+            f"figure_{fig.number}"
         input:
-            unpack(figure_tables(n)),
+            unpack(figure_tables(fig.number)),
         output:
-            pdf=f"results/figures/fig{n}_{{architecture}}_{{dataset}}.pdf",
+            pdf=figure_path(fig.number, "{architecture}", "{dataset}", "pdf"),
             png=report(
-                f"results/figures/fig{n}_{{architecture}}_{{dataset}}.png",
-                caption=f"../report/fig{n}.rst",
-                category=f"Figure {n}",
+                figure_path(fig.number, "{architecture}", "{dataset}", "png"),
+                caption=f"../report/fig{fig.number}.rst",
+                category=f"Figure {fig.number}",
                 labels={"architecture": "{architecture}", "dataset": "{dataset}"},
             ),
         log:
-            f"logs/figures/fig{n}_{{architecture}}_{{dataset}}.log",
+            f"logs/figures/fig{fig.number}_{{architecture}}_{{dataset}}.log",
         params:
-            number=n,
+            number=fig.number,
         conda:
             "../../envs/goldilocks.yaml"
         script:
@@ -41,6 +34,6 @@ for n in FIGURES:
 
     rule:
         name:
-            f"fig{n}"
+            f"fig{fig.number}"
         input:
-            figure_files(n),
+            figure_files(fig.number),

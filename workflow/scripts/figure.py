@@ -2,6 +2,10 @@
 
 import sys
 
+import matplotlib
+
+matplotlib.use("Agg")  # files only: the package leaves the backend to its caller
+
 from goldilocks import figures
 from goldilocks.aggregate import concat_tables
 from goldilocks.io import one_line_errors
