@@ -112,11 +112,13 @@ def _measure_seeds(spec: ClaimSpec, pair: PairTables, variant, scaling, th, grid
         except NotTestable as why:
             out.reason = out.reason or str(why)
             continue
-        if np.isfinite(value):
-            out.seeds.append(seed)
-            out.values.append(float(value))
-            out.texts.append(text)
-            out.ends.append(bool(end))
+        if not np.isfinite(value):
+            out.reason = out.reason or f"the statistic is not finite ({text})"
+            continue
+        out.seeds.append(seed)
+        out.values.append(float(value))
+        out.texts.append(text)
+        out.ends.append(bool(end))
     if not out.seeds and not out.reason:
         try:  # no seed in common: the whole pair's look-up says which table is missing
             spec.measure(pair, variant, scaling, th)
