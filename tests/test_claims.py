@@ -774,3 +774,17 @@ def test_claims_html_and_figure(tmp_path):
     assert len([ax for ax in figure.axes if ax.get_visible()]) == len(claims.SPECS)
     figure.savefig(tmp_path / "claims.png", dpi=50)
     assert (tmp_path / "claims.png").stat().st_size > 5_000
+
+
+def test_differ_needs_the_seeds_to_agree_on_the_direction():
+    r = run("inhomogeneous_alpha_temperature_differ", world())
+    assert row(r, "bias")["value"] < -0.25  # alpha below T at small alpha, on every seed
+    tables = world()
+    curv = tables["curvature"]
+    small = (curv["variant"] == "bias") & (curv["scaling"] == "alpha") & (curv["scale"] < 0.5)
+    # seeds 2 and 3 differ as much, the other way
+    flip = small & curv["seed"].isin([2, 3])
+    curv.loc[flip, "hessian_trace_ratio"] += 2 * abs(row(r, "bias")["value"]) + 0.2
+    flipped = row(run("inhomogeneous_alpha_temperature_differ", tables), "bias")
+    assert flipped["verdict"] == claims.INCONCLUSIVE and flipped["seeds_passing"] == 2
+    assert min(flipped["value_per_seed"]) < -0.25 < 0.25 < max(flipped["value_per_seed"])

@@ -56,14 +56,15 @@ def max_abs_gap(a, b) -> Value:
     return float(d[ok][j]), _at_end(j, len(ok))
 
 
-def mean_abs_gap(a, b) -> Value:
-    """|mean(a - b)| over the positions where both are finite (NaN below two): a
-    systematic gap, which seed noise of mean zero does not inflate the way a max does."""
+def mean_gap(a, b) -> Value:
+    """mean(a - b) over the positions where both are finite (NaN below two), signed: a
+    systematic gap, which seed noise of mean zero does not inflate the way a max of
+    absolute gaps does."""
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[np.isfinite(d)]
     if len(d) < 2:
         return math.nan, False
-    return float(abs(d.mean())), False
+    return float(d.mean()), False
 
 
 def median_abs_gap(a, b) -> Value:

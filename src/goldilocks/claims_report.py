@@ -110,7 +110,7 @@ def claims_html(claims: pd.DataFrame) -> str:
 def claims_figure(claims: pd.DataFrame):
     """One panel per claim: every testable row's per-seed values (dots), their range
     (line) and the value where its comparator flips (black tick: the threshold, or minus
-    it for ``>= -t`` and ``< -t``), coloured by verdict.
+    it for ``>= -t`` and ``< -t``, both for ``abs>``), coloured by verdict.
 
     Args:
         claims: :func:`goldilocks.claims.evaluate_claims` rows.
@@ -133,6 +133,7 @@ def claims_figure(claims: pd.DataFrame):
     for ax, claim in zip(axes.flat, ids, strict=False):
         rows = testable[testable["claim"] == claim].reset_index(drop=True)
         sign = SPEC[claim].threshold_sign if claim in SPEC else 1.0
+        two_sided = claim in SPEC and SPEC[claim].comparator == "abs>"
         ax.set_title(claim, fontsize=8)
         ax.tick_params(labelsize=6)
         if rows.empty:
@@ -144,7 +145,8 @@ def claims_figure(claims: pd.DataFrame):
             values = np.asarray(r["value_per_seed"], float)
             ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colour, lw=1.5)
             ax.scatter(values, np.full(len(values), y), s=9, color=colour, zorder=3)
-            ax.plot([sign * r["threshold"]] * 2, [y - 0.35, y + 0.35], color="k", lw=1)
+            for tick in (-1, 1) if two_sided else (sign,):
+                ax.plot([tick * r["threshold"]] * 2, [y - 0.35, y + 0.35], color="k", lw=1)
         labels = [f"{r.variant}/{r.scaling}" for r in rows.itertuples()]
         ax.set_yticks(range(len(rows)), labels)
         ax.set_ylim(len(rows) - 0.5, -0.5)

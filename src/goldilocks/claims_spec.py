@@ -289,8 +289,8 @@ SPECS: tuple[ClaimSpec, ...] = (
           rule=TOLERANCE),
     _spec("inhomogeneous_alpha_temperature_differ", INH, ("alpha",),
           cc.inhomogeneous_alpha_temperature_differ, "abs>", "coincide_max_diff",
-          "mean over small alphas of c_alpha(alpha) - c_T(T = alpha^-k); the seeds agree on "
-          "its sign", gen.signed_gap),
+          "mean over small alphas of c_alpha(alpha) - c_T(T = alpha^-k), signed; the seeds "
+          "agree on its sign", gen.signed_gap),
     _spec("zone_appears", ALL, ("alpha", "temperature"), cc.zone_appears, ">", "zone_peak_min",
           "min(peak, peak - max(first, last)) of the curve", gen.peak),
     _spec("joint_flat_large_alpha", INH, ("joint",), cc.joint_flat_large_alpha, "<=",
