@@ -1,6 +1,6 @@
 """The convolutions of K cells at once, four ways: which one a batched engine should use.
 
-``vmap`` (``goldilocks.batched``, engine ``vmap``) turns the convolutions of K stacked
+``vmap`` (``goldilocks.engines``, engine ``vmap``) turns the convolutions of K stacked
 cells into one grouped convolution (``groups=K``) wherever the input differs per cell,
 i.e. every convolution after the first (the first sees the shared images: one ordinary
 convolution with ``K x O`` output channels). With 6 or 16 channels per group that

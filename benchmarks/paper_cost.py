@@ -11,7 +11,7 @@ architecture/dataset pair, and measures on the device, once per pair:
 - one full-batch GD epoch per cell, float32, strict FP32, by ``benchmarks/training.py``'s
   ``epoch_costs``: alone (today's per-cell path) and in a batch of
   ``training.batch_cells`` cells with the engine the workflow picks
-  (``goldilocks.batched.batch_method``: ``vmap`` on a GPU, ``loop`` on the CPU), chunked as
+  (``goldilocks.engines.batch_method``: ``vmap`` on a GPU, ``loop`` on the CPU), chunked as
   the config says (``auto`` resolved for the batch), beside the floor (counted FLOPs over
   the device's FP32 peak on a large SGEMM or convolution).
 
@@ -50,9 +50,9 @@ from timing import timed as median_time  # noqa: E402
 from training import describe, device_name, epoch_costs, setup  # noqa: E402
 
 from goldilocks import cells, grid  # noqa: E402
-from goldilocks.batched import batch_method  # noqa: E402
 from goldilocks.config import load_merged  # noqa: E402
 from goldilocks.curvature import measure, resolve_methods  # noqa: E402
+from goldilocks.engines import batch_method  # noqa: E402
 from goldilocks.initial import random_problem  # noqa: E402
 from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES  # noqa: E402
 
