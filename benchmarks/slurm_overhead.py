@@ -41,12 +41,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from goldilocks.slurm_plan import due_jobs
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 DRIVER = ROOT / "workflow" / "slurm_batched.py"
-sys.path.insert(0, str(ROOT / "workflow"))
-
-from slurm_batched import due_jobs  # noqa: E402
 
 
 def config(scales: int) -> dict:
