@@ -21,7 +21,7 @@ cells (C, each cell's own measurement) and two overheads per cell (N cells):
   to the last one's end and p the cells running at once (CPUs in use): wall seconds per
   cell beyond perfectly parallel compute. slot = p x wall when all p slots stay busy.
 
-    python benchmarks/slurm_overhead.py [--scales 7] [--modes batched grouped batched]
+    python -m benchmarks.slurm_overhead [--scales 7] [--modes batched grouped batched]
         [--cpus 2] [--workdir DIR]
 """
 

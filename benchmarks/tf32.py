@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,21 +33,18 @@ from pathlib import Path
 import torch
 import yaml
 
+from benchmarks.timing import device_or_exit, sync
+from benchmarks.training import device_name
+from goldilocks import data as datasets
+from goldilocks import initial
+from goldilocks.cells import TrainCell
+from goldilocks.engines import batch_method
+from goldilocks.grid import scale_token
+from goldilocks.memory import resolve_chunk_size
+from goldilocks.runtime import PRECISION, configure_torch
+from goldilocks.training import TrainState, train_batched
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import device_or_exit, sync  # noqa: E402
-from training import device_name  # noqa: E402
-
-from goldilocks import data as datasets  # noqa: E402
-from goldilocks import initial  # noqa: E402
-from goldilocks.cells import TrainCell  # noqa: E402
-from goldilocks.engines import batch_method  # noqa: E402
-from goldilocks.grid import scale_token  # noqa: E402
-from goldilocks.memory import resolve_chunk_size  # noqa: E402
-from goldilocks.runtime import PRECISION, configure_torch  # noqa: E402
-from goldilocks.training import TrainState, train_batched  # noqa: E402
 
 ARCH = "lenet300100"
 

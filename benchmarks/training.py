@@ -31,8 +31,8 @@ off. Runs on the CPU always, on a GPU with ``--device cuda``; chunking:
 cut short keeps the cases it finished); ``benchmarks/paper_cost.py --costs FILE`` takes
 its training costs from there instead of measuring them again.
 
-    python benchmarks/training.py                       # CPU, 64 images, a few minutes
-    python benchmarks/training.py --device cuda --cells 1,4,16,32,64   # full sets
+    python -m benchmarks.training                       # CPU, 64 images, a few minutes
+    python -m benchmarks.training --device cuda --cells 1,4,16,32,64   # full sets
 """
 
 from __future__ import annotations
@@ -40,25 +40,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import CLOCK, device_or_exit  # noqa: E402
-from timing import timed as _timed  # noqa: E402
-
-from goldilocks.engines import make_engine  # noqa: E402
-from goldilocks.io import write_atomic  # noqa: E402
-from goldilocks.memory import resolve_chunk_size  # noqa: E402
-from goldilocks.models import build_model, init_params  # noqa: E402
-from goldilocks.runtime import configure_torch  # noqa: E402
+from benchmarks.timing import CLOCK, device_or_exit
+from benchmarks.timing import timed as _timed
+from goldilocks.engines import make_engine
+from goldilocks.io import write_atomic
+from goldilocks.memory import resolve_chunk_size
+from goldilocks.models import build_model, init_params
+from goldilocks.runtime import configure_torch
 
 #: (architecture, dataset, input shape, full training-set size)
 CASES = (
