@@ -124,15 +124,9 @@ def loss_and_grad(
     return ev, grads
 
 
-def evaluate(
-    model: torch.nn.Module,
-    params: Params,
-    x: Tensor,
-    y: Tensor,
-    temperature: float,
-    chunk_size: int | None = None,
-) -> Evaluation:
-    """Mean tempered cross-entropy and accuracy of one cell on ``(x, y)``."""
+def evaluate(model, params: Params, x: Tensor, y: Tensor, temperature: float, chunk_size=None):
+    """Mean tempered cross-entropy and accuracy (an :class:`Evaluation`) of one cell on
+    ``(x, y)``; the arguments as :func:`loss_and_grad`'s."""
     (ev,), _ = chunked(cell_losses(model, temperature), params, x, y, chunk_size, grad=False)
     return ev
 
