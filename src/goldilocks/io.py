@@ -129,10 +129,16 @@ def read_cell_table(path: str | os.PathLike, kind: str):
 
 
 def save_tensors(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` written atomically."""
+    """``torch.save`` written atomically; the bytes depend on ``obj`` alone (given a file
+    name, ``torch.save`` names the archive's inner folder after it, here the temporary
+    name: the same tensors saved twice would differ)."""
     import torch
 
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    write_atomic(path, write)
 
 
 def load_tensors(path: str | os.PathLike):
