@@ -252,6 +252,42 @@ def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tm
     assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 23
 
 
+def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
+    """docs/method.md section 9.4, one dry run per class on the finished tiny run: its
+    execution keys changed together plan nothing; a presentation key plans only table,
+    figure and claims jobs; a result key plans its stage's cells and what follows them."""
+    workdir, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    (tmp_path / "mirror").mkdir()
+
+    def changed(**sections):
+        config = yaml.safe_load(yaml.safe_dump(TINY))
+        for section, keys in sections.items():
+            config.setdefault(section, {}).update(keys)
+        write_config(copy, config)
+        return dry_run_jobs(copy)
+
+    execution = changed(
+        data={"mirrors": [str(tmp_path / "mirror")], "root": "elsewhere", "download": True},
+        training={"batch_cells": 2, "batch_wait": 1, "checkpoint_every": None},
+    )
+    assert execution == {}
+    presentation = changed(figures={"zone_threshold": 0.4}, claims={"flat_spread": 0.3})
+    assert presentation and set(presentation) <= {
+        "aggregate_curvature",
+        "aggregate_training",
+        "tables",
+        *(f"figure_{n}" for n in range(1, 8)),
+        "claims",
+        "all",
+    }
+    assert presentation["aggregate_curvature"] == 4  # the zone of each scaling
+    # curvature.dtype: the 21 curvature cells, not the 4 training cells nor the inits.
+    result = changed(curvature={"dtype": "float32"})
+    assert result["curvature"] == 21 and "train" not in result and "init" not in result
+
+
 def test_bad_config_is_one_line_before_any_job(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = ["homogeneous", "batchnorm"]
