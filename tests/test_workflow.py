@@ -181,6 +181,23 @@ def test_report_has_every_figure_with_its_caption(finished_run, tmp_path):
     assert "Pairs: lenet300100 on synthetic" in html
 
 
+def test_report_without_the_runs_configfile_is_one_line_naming_it(tmp_path):
+    """A run with --configfile, then --report without it: one line naming a missing file
+    and the flag to pass (was a WorkflowError about the quick default's figure); with the
+    flag the report is built."""
+    tiny = str(ROOT / "configs/tiny.yaml")
+    snakemake(tmp_path, "--configfile", tiny)
+    report = tmp_path / "report.html"
+    proc = snakemake(tmp_path, "--report", str(report), check=False)
+    assert proc.returncode != 0 and not report.exists()
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
+    assert len(lines) == 1 and "WorkflowError" not in proc.stdout + proc.stderr
+    assert lines[0].startswith("goldilocks: --report: results/") and "does not exist" in lines[0]
+    assert lines[0].endswith(f"`snakemake --report {report} --configfile {tiny}`")
+    snakemake(tmp_path, "--report", str(report), "--configfile", tiny)
+    assert "fig1_lenet300100_synthetic.png" in report.read_text()
+
+
 def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = ["layernorm"]
