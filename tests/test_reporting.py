@@ -40,3 +40,10 @@ def test_report_problem_names_the_missing_file_and_the_last_runs_configfile(tmp_
     # The same files as the run: nothing to name but the missing file.
     line = report_problem([str(missing)], ["configs/tiny.yaml"], "r.html", str(record))
     assert "run the workflow first" in line
+
+
+def test_a_damaged_run_record_gives_the_generic_hint(tmp_path):
+    record = tmp_path / ".last_run.yaml"
+    record.write_text("configfiles: [unclosed\n")
+    line = report_problem([str(tmp_path / "x.png")], [], "r.html", str(record))
+    assert "--configfile <the run's config>" in line and "\n" not in line

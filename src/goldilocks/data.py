@@ -294,6 +294,18 @@ def training_data(
     )
 
 
+#: What the data job's tensor file holds (docs/method.md section 9.2).
+DATA_ENTRIES = ("train_images", "train_labels", "test_images", "test_labels", "mean", "std")
+
+
+def load_data_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The data job's tensor file; a damaged one or another kind of file there is one
+    line naming it (:func:`goldilocks.io.load_tensor_file`)."""
+    from goldilocks.io import load_tensor_file
+
+    return load_tensor_file(path, DATA_ENTRIES, "a data file")
+
+
 def load_split(
     prepared: dict[str, Tensor],
     split: str,

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from goldilocks import checkpoint as ckpt
 from goldilocks.cells import CurvatureCell, TrainCell
-from goldilocks.io import load_tensors, save_tensors, write_cell_table, write_parquet_atomic
+from goldilocks.io import save_tensors, write_cell_table, write_parquet_atomic
 from goldilocks.runtime import (
     PRECISION,
     configure_torch,
@@ -54,13 +54,14 @@ def init_cell(
     registered model's declared output exponent is checked against its measured one first
     (:func:`goldilocks.initial.check_output_exponent`)."""
     from goldilocks import initial
+    from goldilocks.data import load_data_file
 
     with job_log(log) as logger:
         keys = {k: cell[k] for k in ("architecture", "dataset", "variant")}
         state = initial.draw(
             **keys,
             seed=int(cell["seed"]),
-            data=load_tensors(data),
+            data=load_data_file(data),
             batch_size=batch_size,
             subspace_dim=subspace_dim,
         )
