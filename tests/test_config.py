@@ -261,7 +261,7 @@ def _blocks(text: str):
         if not name:  # a rule named by a `name:` directive (figure_{n}, fig{n})
             name = re.search(r"name:\s*f\"([^\"]+)\"", body).group(1)
         m = re.search(rf"^{indent}    params:\n((?:{indent}        .*\n)+)", body, re.M)
-        yield name.replace("{{", "{").replace("}}", "}"), m.group(1) if m else ""
+        yield re.sub(r"\{[^}]*\}", "{n}", name), m.group(1) if m else ""  # figure_{n}
 
 
 def _definitions(text: str) -> dict[str, str]:
