@@ -16,9 +16,9 @@ fresh process on the CPU (peak RSS above the process's baseline, sampled every 0
 after one warm-up call), in-process on a GPU (``torch.cuda.max_memory_allocated`` above
 the allocation before the call).
 
-    python benchmarks/curvature.py [--arch lenet300100] [--device auto] [--repeats 3]
-    python benchmarks/curvature.py --arch resnet4 --dataset cifar10 --skip-subspace
-    python benchmarks/curvature.py --config configs/vit.yaml --arch vit --variant preln
+    python -m benchmarks.curvature [--arch lenet300100] [--device auto] [--repeats 3]
+    python -m benchmarks.curvature --arch resnet4 --dataset cifar10 --skip-subspace
+    python -m benchmarks.curvature --config configs/vit.yaml --arch vit --variant preln
 """
 
 from __future__ import annotations
@@ -35,22 +35,19 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import device_or_exit, timed  # noqa: E402
-
-from goldilocks.curvature import (  # noqa: E402
+from benchmarks.timing import device_or_exit, timed
+from goldilocks.curvature import (
     gauss_newton,
     measure,
     projected_hessian,
     projected_jacobian,
     resolve_methods,
 )
-from goldilocks.initial import random_problem  # noqa: E402
-from goldilocks.models import count_params  # noqa: E402
-from goldilocks.runtime import configure_torch  # noqa: E402
+from goldilocks.initial import random_problem
+from goldilocks.models import count_params
+from goldilocks.runtime import configure_torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def setup(arch, dataset, variant, dtype, device, batch, dim):

@@ -9,7 +9,7 @@ metrics (eig_max, eig_min, spectral_norm) and the absolute difference of the rat
 (trace_ratio, frac_pos). One line per model and dtype; exit status 1 if any float64
 difference exceeds 1e-8 or any float32 one exceeds 1e-3.
 
-    python benchmarks/device_check.py [--device cuda]
+    python -m benchmarks.device_check [--device cuda]
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import device_or_exit  # noqa: E402
-
-from goldilocks.curvature import MATRICES, measure  # noqa: E402
-from goldilocks.initial import random_problem  # noqa: E402
-from goldilocks.runtime import configure_torch  # noqa: E402
-from goldilocks.variants import VARIANTS  # noqa: E402
+from benchmarks.timing import device_or_exit
+from goldilocks.curvature import MATRICES, measure
+from goldilocks.initial import random_problem
+from goldilocks.runtime import configure_torch
+from goldilocks.variants import VARIANTS
 
 PAIRS = (("lenet300100", "fmnist"), ("lenet5", "cifar10"), ("resnet4", "cifar10"))
 METHODS = [(h, j) for h in ("loop", "vmap") for j in ("loop", "sparse", "vmap")]

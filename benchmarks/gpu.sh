@@ -26,6 +26,8 @@ OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
+# The benchmarks run as modules (python -m benchmarks.NAME) and import the package; the GPU
+# image has no install of it (setup.sh's editable install is this machine's), so src/ here.
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python3}
 T0=$(date +%s)
@@ -70,29 +72,29 @@ fi
 
 step "1. training benchmark: epoch cost alone and batched against the floor"
 # shellcheck disable=SC2086
-timeout -k 10 "$(cap 200 200)" $PY benchmarks/training.py --device "$DEVICE" --repeats 1 \
+timeout -k 10 "$(cap 200 200)" $PY -m benchmarks.training --device "$DEVICE" --repeats 1 \
   --save "$OUT/training_costs.json" $TRAIN_ARGS 2>&1 | tee "$OUT/bench_training.txt"
 
 step "1b. grouped convolutions: four ways"
 # shellcheck disable=SC2086
-timeout -k 10 "$(cap 40 150)" $PY benchmarks/grouped_conv.py --device "$DEVICE" $CONV_ARGS 2>&1 |
+timeout -k 10 "$(cap 40 150)" $PY -m benchmarks.grouped_conv --device "$DEVICE" $CONV_ARGS 2>&1 |
   tee -a "$OUT/bench_training.txt"
 
 step "2. paper-grid estimates (training costs from step 1)"
 # shellcheck disable=SC2086
-timeout -k 10 "$(cap 90 150)" $PY benchmarks/paper_cost.py --device "$DEVICE" --repeats 1 \
+timeout -k 10 "$(cap 90 150)" $PY -m benchmarks.paper_cost --device "$DEVICE" --repeats 1 \
   --costs "$OUT/training_costs.json" $COST_ARGS 2>&1 | tee "$OUT/paper_cost.txt"
 
 step "3. TF32 against strict FP32"
 # shellcheck disable=SC2086
-timeout -k 10 "$(cap 110 90)" $PY benchmarks/tf32.py --device "$DEVICE" $TF32_ARGS 2>&1 |
+timeout -k 10 "$(cap 110 90)" $PY -m benchmarks.tf32 --device "$DEVICE" $TF32_ARGS 2>&1 |
   tee "$OUT/tf32.txt"
 
 if [ "${CURVATURE:-0}" = 1 ]; then
   step "curvature benchmarks and device check"
-  timeout "$(cap 120 90)" $PY benchmarks/curvature.py --device "$DEVICE" --repeats 3 2>&1 |
+  timeout "$(cap 120 90)" $PY -m benchmarks.curvature --device "$DEVICE" --repeats 3 2>&1 |
     tee "$OUT/bench_curvature.txt"
-  timeout "$(cap 90 90)" $PY benchmarks/device_check.py --device "$DEVICE" 2>&1 |
+  timeout "$(cap 90 90)" $PY -m benchmarks.device_check --device "$DEVICE" 2>&1 |
     tee -a "$OUT/bench_curvature.txt"
 fi
 
@@ -104,6 +106,6 @@ timeout -k 15 "$GRID_S" $PY -m snakemake \
   results/aggregate/training_lenet300100_fmnist_temperature.parquet \
   --workflow-profile profiles/gpu --configfile $GRID_CONFIGS > "$OUT/grid.log" 2>&1
 echo "snakemake exit $? after $(($(date +%s) - start)) s of $GRID_S"
-$PY benchmarks/grid_progress.py --since "$start" 2>&1 | tee "$OUT/grid_summary.txt"
+$PY -m benchmarks.grid_progress --since "$start" 2>&1 | tee "$OUT/grid_summary.txt"
 tar czf "$OUT/grid_results.tar.gz" results/train logs/train logs/data logs/init 2>/dev/null
 step "done"

@@ -6,7 +6,7 @@ Reads ``results/train`` (finished cells' Parquet files), ``results/checkpoints``
 since then (a run's own cells, not those of an earlier run). ``benchmarks/gpu.sh`` runs
 it after the paper-grid step it stops at its deadline.
 
-    python benchmarks/grid_progress.py [--workdir .] [--since 1764650000]
+    python -m benchmarks.grid_progress [--workdir .] [--since 1764650000]
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from goldilocks.io import load_tensors  # noqa: E402
+from goldilocks.io import load_tensors
 
 BATCH_LINE = re.compile(r"training in a batch of (\d+) cells")
 

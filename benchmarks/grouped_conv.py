@@ -1,6 +1,6 @@
 """The convolutions of K cells at once, four ways: which one a batched engine should use.
 
-``vmap`` (``goldilocks.batched``, engine ``vmap``) turns the convolutions of K stacked
+``vmap`` (``goldilocks.engines``, engine ``vmap``) turns the convolutions of K stacked
 cells into one grouped convolution (``groups=K``) wherever the input differs per cell,
 i.e. every convolution after the first (the first sees the shared images: one ordinary
 convolution with ``K x O`` output channels). With 6 or 16 channels per group that
@@ -26,23 +26,18 @@ peak (``benchmarks/training.py``'s SGEMM and conv3x3), ``vs grouped`` the speed-
 ``--repeats`` timed calls after a warm-up, wall clock (``--clock cpu`` on the CPU with one
 thread).
 
-    python benchmarks/grouped_conv.py                     # CPU: K 4, 16 images, seconds
-    python benchmarks/grouped_conv.py --device cuda       # K 32, 1,024 images
+    python -m benchmarks.grouped_conv                     # CPU: K 4, 16 images, seconds
+    python -m benchmarks.grouped_conv --device cuda       # K 32, 1,024 images
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from training import counted, describe, setup, timed  # noqa: E402
+from benchmarks.training import counted, describe, setup, timed
 
 #: (layer, channels in, channels out, kernel, padding, input side): the grouped layers
 LAYERS = (

@@ -7,7 +7,7 @@ is a thread of the main process, torch imported once), once with
 re-parses the workflow and imports torch, as on a cluster node). Prints the wall
 time of each, the summed compute seconds of the cells, and the ratios.
 
-    python benchmarks/job_overhead.py [--cells 12] [--cores 2]
+    python -m benchmarks.job_overhead [--cells 12] [--cores 2]
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ def main() -> None:
     config["curvature"]["scalings"] = ["temperature"]
     config["curvature"]["scales"]["temperature"]["num"] = args.cells
     config["training"]["enabled"] = False
-    sys.path.insert(0, str(ROOT / "src"))
     from goldilocks.cells import curvature_cells
     from goldilocks.config import check_config
 

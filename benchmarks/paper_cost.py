@@ -11,7 +11,7 @@ architecture/dataset pair, and measures on the device, once per pair:
 - one full-batch GD epoch per cell, float32, strict FP32, by ``benchmarks/training.py``'s
   ``epoch_costs``: alone (today's per-cell path) and in a batch of
   ``training.batch_cells`` cells with the engine the workflow picks
-  (``goldilocks.batched.batch_method``: ``vmap`` on a GPU, ``loop`` on the CPU), chunked as
+  (``goldilocks.engines.batch_method``: ``vmap`` on a GPU, ``loop`` on the CPU), chunked as
   the config says (``auto`` resolved for the batch), beside the floor (counted FLOPs over
   the device's FP32 peak on a large SGEMM or convolution).
 
@@ -27,8 +27,8 @@ estimate of compute, not a run: test-set evaluations, curvature along training, 
 start-up, data staging, waiting batches and figures are not included, and cells that
 diverge stop early.
 
-    python benchmarks/paper_cost.py                      # both configs, on the GPU if any
-    python benchmarks/paper_cost.py --train-size 256 --curvature-batch 16 --subspace-dim 8
+    python -m benchmarks.paper_cost                      # both configs, on the GPU if any
+    python -m benchmarks.paper_cost --train-size 256 --curvature-batch 16 --subspace-dim 8
         --threads 1   # a quick check on a laptop CPU (one line; the estimate says little)
 """
 
@@ -36,25 +36,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import timed as median_time
+from benchmarks.training import describe, device_name, epoch_costs, setup
+from goldilocks import cells, grid
+from goldilocks.config import load_merged
+from goldilocks.curvature import measure, resolve_methods
+from goldilocks.engines import batch_method
+from goldilocks.initial import random_problem
+from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import timed as median_time  # noqa: E402
-from training import describe, device_name, epoch_costs, setup  # noqa: E402
-
-from goldilocks import cells, grid  # noqa: E402
-from goldilocks.batched import batch_method  # noqa: E402
-from goldilocks.config import load_merged  # noqa: E402
-from goldilocks.curvature import measure, resolve_methods  # noqa: E402
-from goldilocks.initial import random_problem  # noqa: E402
-from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES  # noqa: E402
 
 CONFIGS = ("configs/paper.yaml", "configs/extended.yaml")
 

@@ -5,7 +5,7 @@ smallest, middle and largest scale, compute the curvature metrics of one seed in
 precisions from the same stored initialisation (``<workdir>/results/init``, built by the
 workflow) and print the differences side by side, with the time each precision took.
 
-    python benchmarks/precision.py [--config config.yaml] [--seed 0]
+    python -m benchmarks.precision [--config config.yaml] [--seed 0]
         [--workdir DIR] [--pair resnet4/fmnist] [--device cuda]
 
 On a GPU (``--device cuda``) both precisions run there with the ``auto`` methods, TF32 off.
@@ -17,24 +17,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import device_or_exit
+from goldilocks.config import load_merged
+from goldilocks.curvature import measure, resolve_methods
+from goldilocks.grid import alpha_and_temperature, applies, scales_of
+from goldilocks.initial import InitialState, problem
+from goldilocks.runtime import configure_torch
+from goldilocks.variants import describe
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import device_or_exit  # noqa: E402
-
-from goldilocks.config import load_merged  # noqa: E402
-from goldilocks.curvature import measure, resolve_methods  # noqa: E402
-from goldilocks.grid import alpha_and_temperature, applies, scales_of  # noqa: E402
-from goldilocks.initial import InitialState, problem  # noqa: E402
-from goldilocks.runtime import configure_torch  # noqa: E402
-from goldilocks.variants import describe  # noqa: E402
 
 
 def run(init, arch, dataset, variant, scaling, scale, dtype, device):

@@ -21,7 +21,7 @@ cells (C, each cell's own measurement) and two overheads per cell (N cells):
   to the last one's end and p the cells running at once (CPUs in use): wall seconds per
   cell beyond perfectly parallel compute. slot = p x wall when all p slots stay busy.
 
-    python benchmarks/slurm_overhead.py [--scales 7] [--modes batched grouped batched]
+    python -m benchmarks.slurm_overhead [--scales 7] [--modes batched grouped batched]
         [--cpus 2] [--workdir DIR]
 """
 
@@ -41,12 +41,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from goldilocks.slurm_plan import due_jobs
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 DRIVER = ROOT / "workflow" / "slurm_batched.py"
-sys.path.insert(0, str(ROOT / "workflow"))
-
-from slurm_batched import due_jobs  # noqa: E402
 
 
 def config(scales: int) -> dict:

@@ -6,7 +6,7 @@ For each variant (``--variants``), temperature scaling at ``--scales``, base rat
 10,000 test images unless ``--train-subset`` / ``--test-subset``) trains ``--epochs`` of
 full-batch GD as the workflow trains a cell: initialisation of the seed
 (``initial.draw``), alpha, T and rate of the cell (``cells.TrainCell``), float32, all
-cells of a variant in one batch (``batched.train_batched``, ``vmap`` on a GPU;
+cells of a variant in one batch (``training.train_batched``, ``vmap`` on a GPU;
 ``chunk_size: auto``; with a subset, every cell gets seed 0's, where the workflow would
 draw one per seed). Each batch trains twice from the same initialisations: strict FP32,
 then TF32 (``runtime.PRECISION(True)``, as a ``training.tf32`` job enters).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,20 +33,18 @@ from pathlib import Path
 import torch
 import yaml
 
+from benchmarks.timing import device_or_exit, sync
+from benchmarks.training import device_name
+from goldilocks import data as datasets
+from goldilocks import initial
+from goldilocks.cells import TrainCell
+from goldilocks.engines import batch_method
+from goldilocks.grid import scale_token
+from goldilocks.memory import resolve_chunk_size
+from goldilocks.runtime import PRECISION, configure_torch
+from goldilocks.training import TrainState, train_batched
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import device_or_exit, sync  # noqa: E402
-from training import device_name  # noqa: E402
-
-from goldilocks import data as datasets  # noqa: E402
-from goldilocks import initial  # noqa: E402
-from goldilocks.batched import batch_method, train_batched  # noqa: E402
-from goldilocks.cells import TrainCell  # noqa: E402
-from goldilocks.grid import scale_token  # noqa: E402
-from goldilocks.runtime import PRECISION, configure_torch  # noqa: E402
-from goldilocks.training import TrainState, auto_chunk_size  # noqa: E402
 
 ARCH = "lenet300100"
 
@@ -82,8 +79,7 @@ def train_twice(cells: list[TrainCell], prepared, args, device) -> dict:
         for c in cells
     ]
     model = problems[0].model
-    shape = tuple(train_data[0].shape[1:])
-    chunk = auto_chunk_size(model, shape, len(train_data[1]), torch.float32, device, len(cells))
+    chunk = resolve_chunk_size("auto", model, train_data[0], len(cells))
     out, seconds = {}, []
     for tf32 in (False, True):
         states = [TrainState({k: v.clone() for k, v in p.params.items()}) for p in problems]

@@ -40,8 +40,7 @@ def timed(fn, device: torch.device, repeats: int, clock: str = "wall", best: boo
 
 def device_or_exit(name: str) -> torch.device:
     """``--device`` resolved as the workflow resolves ``device`` (``auto``: a GPU when
-    present); one this machine lacks ends the script with one line, not a CUDA traceback.
-    The caller has put the repository's ``src`` on ``sys.path``."""
+    present); one this machine lacks ends the script with one line, not a CUDA traceback."""
     from goldilocks.runtime import DeviceUnavailable, resolve_device
 
     try:
@@ -53,5 +52,5 @@ def device_or_exit(name: str) -> torch.device:
 if __name__ == "__main__":
     raise SystemExit(
         "benchmarks/timing.py is the benchmarks' shared timing helper, not a benchmark: "
-        "run one of the others (python benchmarks/<name>.py --help; README, 'Layout')"
+        "run one of the others (python -m benchmarks.<name> --help; README, 'Layout')"
     )

@@ -4,10 +4,11 @@ Per architecture/dataset shape (LeNet-300-100 on 1x28x28, LeNet-5 on 3x32x32, Re
 1x28x28 and 3x32x32; variant ``combined``, the costliest), on random images of the
 dataset's shape:
 
-- ``alone``: one cell's epoch as ``training.train`` runs it (``loss_and_grad``, then the
-  update), the best of ``--repeats`` timed calls after a warm-up (best, not median: the
-  machine may be shared, and the peaks below are best rates too);
-- ``K = 1, 4, 16, 64`` cells in one batch, per engine of ``goldilocks.batched`` (``vmap``:
+- ``alone``: one cell's epoch as ``training.train`` runs it (a batch of one, engine
+  ``loop``: ``loss_and_grad``, then the update), the best of ``--repeats`` timed calls
+  after a warm-up (best, not median: the machine may be shared, and the peaks below are
+  best rates too);
+- ``K = 1, 4, 16, 64`` cells in one batch, per engine of ``goldilocks.engines`` (``vmap``:
   stacked parameters, one batched forward and backward; ``loop``: the cells one by one):
   one epoch of every cell (``loss_and_grad`` + ``update``), timed the same way;
 - the floor: the FLOPs one cell's forward and backward actually execute, counted with
@@ -24,14 +25,14 @@ speed-up over the alone path, ``full s`` the cell's epoch scaled linearly to the
 dataset's full training set (60,000 or 50,000). Time is the calling thread's CPU time on
 the CPU with one torch thread (``--clock``), wall time otherwise. Strict FP32: TF32 is
 off. Runs on the CPU always, on a GPU with ``--device cuda``; chunking:
-``training.auto_chunk_size`` for the K cells.
+``memory.auto_chunk_size`` for the K cells.
 
 ``--save FILE`` also writes the measurements as JSON, rewritten after every case (a run
 cut short keeps the cases it finished); ``benchmarks/paper_cost.py --costs FILE`` takes
 its training costs from there instead of measuring them again.
 
-    python benchmarks/training.py                       # CPU, 64 images, a few minutes
-    python benchmarks/training.py --device cuda --cells 1,4,16,32,64   # full sets
+    python -m benchmarks.training                       # CPU, 64 images, a few minutes
+    python -m benchmarks.training --device cuda --cells 1,4,16,32,64   # full sets
 """
 
 from __future__ import annotations
@@ -39,25 +40,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from timing import CLOCK, device_or_exit  # noqa: E402
-from timing import timed as _timed  # noqa: E402
-
-from goldilocks.batched import make_engine  # noqa: E402
-from goldilocks.io import write_atomic  # noqa: E402
-from goldilocks.models import build_model, init_params  # noqa: E402
-from goldilocks.runtime import configure_torch  # noqa: E402
-from goldilocks.training import auto_chunk_size, loss_and_grad  # noqa: E402
+from benchmarks.timing import CLOCK, device_or_exit
+from benchmarks.timing import timed as _timed
+from goldilocks.engines import make_engine
+from goldilocks.io import write_atomic
+from goldilocks.memory import resolve_chunk_size
+from goldilocks.models import build_model, init_params
+from goldilocks.runtime import configure_torch
 
 #: (architecture, dataset, input shape, full training-set size)
 CASES = (
@@ -96,14 +91,6 @@ def peaks(device: torch.device, repeats: int, clock: str) -> tuple[float, float]
     return gemm, conv
 
 
-def resolve_chunk(chunk, model, shape, n: int, device: torch.device, cells: int):
-    """A ``training.chunk_size`` value for ``cells`` cells trained together: ``auto`` as
-    the workflow resolves it (``training.auto_chunk_size``), else as given."""
-    if chunk == "auto":
-        return auto_chunk_size(model, shape, n, torch.float32, device, cells=cells)
-    return chunk
-
-
 def epoch_costs(
     arch: str,
     shape: tuple[int, ...],
@@ -119,7 +106,7 @@ def epoch_costs(
 ) -> dict:
     """One full-batch GD epoch of ``arch`` on ``n`` random images of ``shape`` (float32,
     strict FP32), per cell: alone (``training.train``'s path), and batched, for every
-    engine in ``methods`` and K in ``cells`` (``goldilocks.batched.make_engine``: the
+    engine in ``methods`` and K in ``cells`` (``goldilocks.engines.make_engine``: the
     batch's epoch / K); and the floor, the FLOPs one cell's forward and backward execute
     (counted) over ``peak``.
 
@@ -136,13 +123,20 @@ def epoch_costs(
         for s in range(max(cells, default=1))
     ]
     init = [{k: v.to(device) for k, v in p.items()} for p in init]
-    one = resolve_chunk(chunk, model, shape, n, device, 1)
 
-    def alone(params=init[0]):
-        _, grads = loss_and_grad(model, params, x, y, 1.0, one)
-        with torch.no_grad():
-            return {k: v - 0.01 * grads[k] for k, v in params.items()}
+    def epoch(method: str, k: int):
+        """One epoch of ``k`` cells with ``method``'s engine, as the epoch loop of
+        ``training.train_batched`` runs it, and the chunk size it uses."""
+        ch = resolve_chunk_size(chunk, model, x, k)
+        engine = make_engine(method, model, init[:k], [1.0] * k, [0.01] * k)
 
+        def step(keep=tuple(range(k))):
+            _, grads = engine.loss_and_grad(x, y, ch)
+            engine.update(grads, list(keep))
+
+        return step, ch
+
+    alone, one = epoch("loop", 1)  # training.train: a batch of one, engine loop
     _, flops = counted(alone)
     costs = {
         "flops": flops,
@@ -151,15 +145,9 @@ def epoch_costs(
     }
     for method in methods:
         for k in cells:
-            ch = resolve_chunk(chunk, model, shape, n, device, k)
-            engine = make_engine(method, model, init[:k], [1.0] * k, [0.01] * k)
-
-            def step(engine=engine, ch=ch, keep=tuple(range(k))):
-                _, grads = engine.loss_and_grad(x, y, ch)
-                engine.update(grads, list(keep))
-
+            step, ch = epoch(method, k)
             costs[(method, k)] = (timed(step, device, repeats, clock) / k, ch)
-            del engine, step
+            del step
     return costs
 
 

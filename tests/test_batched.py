@@ -1,4 +1,5 @@
-"""Batched training (goldilocks.batched) against each cell trained alone (training.train).
+"""Batched training (training.train_batched, goldilocks.batcher) against each cell trained
+alone (training.train).
 
 float64: every row within 1e-10 relative (accuracies equal), final parameters too
 (measured here: at most 3.4e-15). ``loop`` runs the very same kernels: exact.
@@ -23,10 +24,11 @@ import pytest
 import torch
 from conftest import in_threads, tiny_case
 
-from goldilocks.batched import Batcher, Cell, Shared, batch_method, train_batched
+from goldilocks.batcher import Batcher, Cell, Shared
+from goldilocks.engines import batch_method
 from goldilocks.io import StaleFile
 from goldilocks.models import build_model, init_params
-from goldilocks.training import TrainState, train
+from goldilocks.training import TrainState, train, train_batched
 
 ARCHS = ("lenet300100", "lenet5", "resnet4")
 F64_RTOL = 1e-10

@@ -76,14 +76,26 @@ def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     assert (out / "grid_results.tar.gz").stat().st_size > 1000
 
 
+def test_benchmarks_import_the_installed_package():
+    """No benchmark puts ``src/`` (or its own folder) on ``sys.path``: they run as modules
+    (``python -m benchmarks.NAME``) on the package setup.sh installs."""
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        text = script.read_text()
+        assert '"src"' not in text and '/ "benchmarks")' not in text, script.name
+        assert "from timing import" not in text and "from training import" not in text
+
+
 @pytest.mark.rehearsal
 def test_every_benchmark_explains_itself():
     """``--help`` prints each script's usage and purpose and runs nothing; the timing
     helper says it is not a benchmark; the shell scripts print their header."""
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if script.name == "__init__.py":
+            continue
         run = subprocess.run(
-            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
-        )
+            [sys.executable, "-m", f"benchmarks.{script.stem}", "--help"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
         out = run.stdout + run.stderr
         if script.name == "timing.py":
             assert run.returncode == 1 and "not a benchmark" in out, out
@@ -109,12 +121,12 @@ def test_every_benchmark_explains_itself():
 def test_benchmarks_on_a_missing_gpu_say_so_in_one_line():
     """``--device cuda`` without a GPU: the workflow's device line, not a CUDA traceback."""
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
-        if script.name in ("timing.py", "grid_progress.py", "job_overhead.py",
+        if script.name in ("__init__.py", "timing.py", "grid_progress.py", "job_overhead.py",
                            "slurm_overhead.py"):  # fmt: skip
             continue  # no --device option
         run = subprocess.run(
-            [sys.executable, str(script), "--device", "cuda"],
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", f"benchmarks.{script.stem}", "--device", "cuda"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
         )  # fmt: skip
         out = (run.stdout + run.stderr).strip()
         assert run.returncode != 0 and "Traceback" not in out, (script.name, out)
@@ -139,9 +151,9 @@ def test_precision_benchmark_runs_on_a_config_with_joint_residual(tmp_path):
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/precision.py"), "--workdir", str(tmp_path),
+        [sys.executable, "-m", "benchmarks.precision", "--workdir", str(tmp_path),
          "--config", str(ROOT / "configs/tiny.yaml")],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [ln.split() for ln in run.stdout.splitlines() if ln.startswith(("homog", "resid"))]

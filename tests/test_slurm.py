@@ -15,7 +15,6 @@ Submit host and node are the same machine here, so any scratch path is shared.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -30,6 +29,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from goldilocks import slurm_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -309,7 +310,7 @@ def test_cancelled_curvature_group_keeps_finished_cells(scratch_root):
     and the rerun submits only the others."""
     workdir = scratch(scratch_root, "group-cancel", **{"training.enabled": False})
     dry = snakemake(workdir, "--dry-run", "results/curvature.parquet")
-    jobs = load_driver().due_jobs(dry.stdout)
+    jobs = slurm_plan.due_jobs(dry.stdout)
     # Data and init files locally (seconds): the SLURM part is one group of four cells.
     upstream = [f for rule in ("data", "init") for job in jobs[rule] for f in job]
     assert snakemake(workdir, "--cores", "2", *upstream).returncode == 0
@@ -344,16 +345,6 @@ def test_cancelled_curvature_group_keeps_finished_cells(scratch_root):
 
 
 # --- workflow/slurm_batched.py: a slice of cells per allocation, threads of one process
-
-
-def load_driver():
-    """workflow/slurm_batched.py as a module (its dry-run parser)."""
-    spec = importlib.util.spec_from_file_location("slurm_batched", BATCHED)
-    module = importlib.util.module_from_spec(spec)
-    # Registered before it runs: its dataclasses look their module up by name.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

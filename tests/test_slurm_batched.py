@@ -1,4 +1,5 @@
-"""workflow/slurm_batched.py without a cluster: settings, the dry-run parser, the plan.
+"""workflow/slurm_batched.py without a cluster: its plan (goldilocks.slurm_plan: settings
+checked against their schema, the dry-run parser, the allocations) and its dry run.
 
 Its runs on SLURM (results equal to a local run, a cancelled slice resumed, a slice over
 its time limit) are in tests/test_slurm.py.
@@ -6,7 +7,6 @@ its time limit) are in tests/test_slurm.py.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -16,11 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from goldilocks import slurm_plan as sb
+
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("slurm_batched", ROOT / "workflow/slurm_batched.py")
-sb = importlib.util.module_from_spec(SPEC)
-sys.modules[SPEC.name] = sb  # its dataclasses look their module up by name
-SPEC.loader.exec_module(sb)
+SETTINGS = ROOT / "profiles/slurm-batched/sbatch.yaml"
+SCHEMA = ROOT / "workflow/schemas/sbatch.schema.yaml"
+
+
+def load(path=SETTINGS) -> dict:
+    return sb.load_settings(path, SCHEMA)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def tiny(tmp_path_factory):
 
 
 def test_shipped_settings_load():
-    settings = sb.load_settings(sb.SETTINGS)
+    settings = load()
     assert set(settings["cells"]) == {"curvature", "train"}
     assert settings["before"]["rules"] == ["data", "model_spec", "init"]
 
@@ -52,10 +56,15 @@ def test_shipped_settings_load():
         ("cells.train.minutes_per_cell", "long", "cells.train.minutes_per_cell: expected"),
         ("before.rules", "init", "before.rules: expected a list"),
         ("cells", {}, "cells: expected a mapping of cell rules"),
+        ("cells.train.cpus", 2.0, "cells.train.cpus: expected a positive integer, got 2.0"),
+        ("cells.train.minutes", 5, "cells.train: unknown key 'minutes' (allowed: cells_per"),
+        ("after.sbatch_extra", "--qos=x", "after.sbatch_extra: expected a list of arguments"),
+        ("poll_seconds", None, "poll_seconds: expected a number >= 0, got None"),
+        ("account", 7, "account: expected a name or null, got 7"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path, key, value, message):
-    settings = yaml.safe_load(sb.SETTINGS.read_text())
+    settings = yaml.safe_load(SETTINGS.read_text())
     *path, leaf = key.split(".")
     node = settings
     for part in path:
@@ -64,9 +73,19 @@ def test_bad_settings_are_one_line_errors(tmp_path, key, value, message):
     file = tmp_path / "sbatch.yaml"
     file.write_text(yaml.safe_dump(settings))
     with pytest.raises(sb.DriverError) as err:
-        sb.load_settings(file)
+        load(file)
     assert message in str(err.value) and str(file) in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_settings_that_are_no_mapping_are_one_line_errors(tmp_path):
+    file = tmp_path / "sbatch.yaml"
+    file.write_text("- cells\n")
+    with pytest.raises(sb.DriverError, match=r"yaml: expected a mapping of settings, got \["):
+        load(file)
+    file.write_text("partition: x\n")
+    with pytest.raises(sb.DriverError, match=r"yaml: 'cells' is a required property$"):
+        load(file)
 
 
 def test_split_covers_everything_in_order_with_balanced_slices():
@@ -110,7 +129,7 @@ def test_plan_builds_shared_inputs_first_then_slices_then_the_rest(tiny):
     assert {r: counts[r] for r in ("data", "init", "curvature", "train")} == {
         "data": "1", "init": "2", "curvature": "21", "train": "4"
     }  # fmt: skip
-    settings = sb.load_settings(sb.SETTINGS)
+    settings = load()
     settings["cells"]["curvature"].update(cells_per_slice=7, cpus=2, minutes_per_cell=0.5)
     jobs = {
         "data": [("d.pt",)],
@@ -148,7 +167,7 @@ def test_a_registered_models_spec_is_built_before_the_slices(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, check=True,
     )  # fmt: skip
     jobs = sb.due_jobs(dry.stdout)
-    (before,) = sb.plan(sb.load_settings(sb.SETTINGS), jobs)["before"]
+    (before,) = sb.plan(load(), jobs)["before"]
     for rule in ("data", "model_spec", "init"):
         assert jobs[rule] and set(f for job in jobs[rule] for f in job) <= set(before.targets)
     assert "results/models/vit.json" in before.targets
@@ -160,7 +179,7 @@ def test_settings_left_empty_take_the_defaults(tmp_path):
     slices, allowed only their cell rule, would have missed them)."""
     file = tmp_path / "sbatch.yaml"
     file.write_text("before:\ncells:\n  curvature:\n")
-    settings = sb.load_settings(file)
+    settings = load(file)
     stages = sb.plan(settings, {"data": [("d.pt",)], "curvature": [("c.parquet",)]})
     (before,) = stages["before"]
     assert before.targets == ("d.pt",) and before.allowed_rules == sb.BEFORE_RULES

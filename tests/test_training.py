@@ -1,4 +1,5 @@
-"""Full-batch gradient descent (goldilocks.training): chunking, the GD loop, auto chunks."""
+"""Full-batch gradient descent: chunking (goldilocks.engines), the GD loop
+(goldilocks.training), auto chunks (goldilocks.memory)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,17 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY, tiny_case
 
-from goldilocks.models import build_model, forward
-from goldilocks.training import (
+from goldilocks.engines import evaluate, loss_and_grad
+from goldilocks.memory import (
     BACKWARD_PEAK_FACTOR,
     MEMORY_FRACTION,
     NoRoom,
-    TrainState,
     auto_chunk_size,
     available_memory,
-    evaluate,
-    loss_and_grad,
     saved_bytes_per_sample,
-    train,
 )
+from goldilocks.models import build_model, forward
+from goldilocks.training import TrainState, train
 
 
 @pytest.mark.parametrize("architecture", list(TINY))
@@ -162,12 +161,12 @@ def test_saved_bytes_per_sample_counts_the_activations():
 
 def test_available_memory_without_proc_meminfo(monkeypatch):
     """Off Linux (macOS: no /proc) the CPU's physical memory, not a FileNotFoundError."""
-    import goldilocks.training as training
+    import goldilocks.memory as memory
 
     def no_proc(*args, **kwargs):
         raise FileNotFoundError("/proc/meminfo")
 
-    monkeypatch.setattr(training, "open", no_proc, raising=False)
+    monkeypatch.setattr(memory, "open", no_proc, raising=False)
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert available_memory(torch.device("cpu")) == physical
 
@@ -189,3 +188,19 @@ def test_auto_chunk_size():
     assert available_memory(cpu) > 0
     # The real default: the whole of a small training set fits this machine's memory.
     assert auto_chunk_size(model, (1, 3, 3), 1000, torch.float64, cpu) is None
+
+
+def test_modules_import_no_private_names():
+    """Engines, the epoch loop, memory sizing and the batcher are separate owners: no
+    module of the package imports another's private (underscored) names."""
+    import ast
+    from pathlib import Path
+
+    import goldilocks
+
+    private = []
+    for path in Path(goldilocks.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("goldilocks"):
+                private += [f"{path.name}: {a.name}" for a in node.names if a.name[0] == "_"]
+    assert private == []

@@ -6,7 +6,7 @@ import torch
 from test_jobs import TRAIN
 
 from goldilocks import training_cell
-from goldilocks.batched import Cell
+from goldilocks.batcher import Cell
 from goldilocks.training import TrainState
 
 

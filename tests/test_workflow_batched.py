@@ -1,7 +1,7 @@
 """Training cells batched by the real Snakemake CLI (``training.batch_cells``), and
 ``training.pairs``.
 
-On the CPU a batch trains with the ``loop`` engine (:func:`goldilocks.batched.batch_method`),
+On the CPU a batch trains with the ``loop`` engine (:func:`goldilocks.engines.batch_method`),
 which runs every cell exactly as alone: batched tables equal the one-by-one tables to the
 bit, also after a kill and resume, and that is what is asserted here. (The ``vmap`` engine
 of a GPU agrees within 2e-5 relative in float32, tests/test_batched.py and

@@ -22,7 +22,10 @@ kills (time limit, ``scancel`` after its grace period) and block the rerun; inst
 driver makes the slices' outputs disjoint, lets a slice run only its cell rule
 (``--allowed-rules``), and refuses to start while an earlier run's allocations are still
 queued or while Snakemake locks exist in the folder. Sbatch settings per stage live in
-``profiles/slurm-batched/sbatch.yaml``.
+``profiles/slurm-batched/sbatch.yaml``, checked against
+``workflow/schemas/sbatch.schema.yaml``. The plan (settings, what is due, the
+allocations) is :mod:`goldilocks.slurm_plan`; this script keeps the I/O: Snakemake's dry
+run, sbatch, squeue, scancel and signals.
 
     python workflow/slurm_batched.py [targets ...] [--configfile FILE ...]
         [--config KEY=VALUE ...] [--directory DIR] [--settings YAML] [--dry-run]
@@ -35,7 +38,6 @@ OUT_OF_MEMORY) and log. Ctrl-C (SIGINT) or SIGTERM cancels the run's allocations
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shlex
 import signal
@@ -45,30 +47,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from goldilocks.slurm_plan import (
+    Allocation,
+    DriverError,
+    before_rules,
+    due_jobs,
+    load_settings,
+    plan,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "slurm-batched"
 SETTINGS = PROFILE / "sbatch.yaml"
+SCHEMA = ROOT / "workflow" / "schemas" / "sbatch.schema.yaml"
 # Where a run keeps its batch scripts and SLURM logs, and the ids of its live jobs.
 STATE = Path(".snakemake") / "slurm_batched"
 ACTIVE = STATE / "active_jobs"
-# Per allocation: the sbatch keys a stage may set, and their meaning.
-#: ``before.rules`` when the settings name none: what the cell rules read (a slice, allowed
-#: only its cell rule, cannot build them).
-BEFORE_RULES = ("data", "model_spec", "init")
-ALLOCATION_KEYS = {"cpus", "mem_mb", "minutes", "sbatch_extra", "snakemake_extra"}
-CELL_KEYS = (ALLOCATION_KEYS - {"minutes"}) | {"cells_per_slice", "minutes_per_cell"}
-TOP_KEYS = {
-    "partition",
-    "account",
-    "sbatch_extra",
-    "startup_minutes",
-    "poll_seconds",
-    "before",
-    "cells",
-    "after",
-}
 
 
 # SLURM's job states after which a job runs no more (squeue %T).
@@ -85,24 +79,6 @@ FINAL_STATES = {
 }
 
 
-class DriverError(Exception):
-    """Bad settings or a state the driver cannot run from; printed as one line."""
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """One sbatch: a Snakemake run over ``targets`` (all of them when empty)."""
-
-    name: str
-    targets: tuple[str, ...]
-    cpus: int
-    mem_mb: int
-    minutes: int
-    allowed_rules: tuple[str, ...] = ()
-    sbatch_extra: tuple[str, ...] = ()
-    snakemake_extra: tuple[str, ...] = ()
-
-
 @dataclass
 class Submitted:
     """A submitted allocation: its SLURM job id, its log and, once ended, its state."""
@@ -112,184 +88,6 @@ class Submitted:
     log: Path
     state: str = ""
     seconds: float | None = None
-
-
-# --- settings ---------------------------------------------------------------------------
-
-
-def load_settings(path: Path) -> dict:
-    """The sbatch settings file, checked key by key (one-line errors naming the key)."""
-    try:
-        settings = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise DriverError(f"cannot read settings {path}: {err}") from err
-    if not isinstance(settings, dict):
-        raise DriverError(f"{path}: expected a mapping of settings")
-    _check_keys(settings, TOP_KEYS, str(path))
-    for key in ("partition", "account"):
-        if settings.get(key) is not None and not isinstance(settings[key], str):
-            raise DriverError(f"{path}: {key}: expected a name or null")
-    for key in ("startup_minutes", "poll_seconds"):
-        value = settings.get(key, 1)
-        if not isinstance(value, int | float) or value < 0:
-            raise DriverError(f"{path}: {key}: expected a number >= 0, got {value!r}")
-    if not isinstance(settings.get("sbatch_extra") or [], list):
-        raise DriverError(f"{path}: sbatch_extra: expected a list of arguments")
-    for stage in ("before", "after"):
-        _check_allocation(
-            settings.get(stage) or {}, ALLOCATION_KEYS | {"rules"}, f"{path}: {stage}"
-        )
-    cells = settings.get("cells")
-    if not isinstance(cells, dict) or not cells:
-        raise DriverError(f"{path}: cells: expected a mapping of cell rules (curvature, train)")
-    for rule, spec in cells.items():
-        _check_allocation(spec or {}, CELL_KEYS, f"{path}: cells.{rule}")
-    rules = before_rules(settings)
-    if not isinstance(rules, list | tuple) or not all(isinstance(r, str) for r in rules):
-        raise DriverError(f"{path}: before.rules: expected a list of rule names")
-    return settings
-
-
-def before_rules(settings: dict):
-    """The rules of the ``before`` allocation: ``before.rules``, or :data:`BEFORE_RULES`
-    when the settings leave it out (or ``before`` empty)."""
-    rules = (settings.get("before") or {}).get("rules")
-    return BEFORE_RULES if rules is None else rules
-
-
-def _check_keys(mapping: dict, allowed: set[str], where: str) -> None:
-    unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise DriverError(f"{where}: unknown key {unknown[0]!r} (allowed: {sorted(allowed)})")
-
-
-def _check_allocation(spec: dict, allowed: set[str], where: str) -> None:
-    if not isinstance(spec, dict):
-        raise DriverError(f"{where}: expected a mapping")
-    _check_keys(spec, allowed, where)
-    for key in ("cpus", "mem_mb", "minutes", "cells_per_slice"):
-        if key in spec and (not isinstance(spec[key], int) or spec[key] < 1):
-            raise DriverError(f"{where}.{key}: expected a positive integer, got {spec[key]!r}")
-    if "minutes_per_cell" in spec:
-        value = spec["minutes_per_cell"]
-        if not isinstance(value, int | float) or value <= 0:
-            raise DriverError(f"{where}.minutes_per_cell: expected a positive number")
-    for key in ("sbatch_extra", "snakemake_extra"):
-        if key in spec and not isinstance(spec[key], list):
-            raise DriverError(f"{where}.{key}: expected a list of arguments")
-
-
-# --- what is due: a dry run of Snakemake ------------------------------------------------
-
-_JOB = re.compile(r"^(?:local)?rule (\S+):$")
-_OUTPUT = re.compile(r"^\s+output: (.*)$")
-_STATS = re.compile(r"^Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*\n", re.S | re.M)
-
-
-def due_jobs(dry_run_output: str, with_outputs=()) -> dict[str, list[tuple[str, ...]]]:
-    """The jobs a dry run lists, by rule: each job as the tuple of its output files.
-
-    Parses Snakemake's job blocks (``rule NAME:`` then ``    output: a, b``) and checks
-    them against the ``Job stats`` table: as many blocks per rule as it counts, an output
-    line in every block or in none (a rule without outputs, like ``all``), and one in
-    every block of the rules ``with_outputs``. A change of Snakemake's output format thus
-    fails here loudly instead of submitting a wrong slice.
-    """
-    blocks: dict[str, int] = {}
-    jobs: dict[str, list[tuple[str, ...]]] = {}
-    rule = None
-    for line in dry_run_output.splitlines():
-        if m := _JOB.match(line):
-            rule = m[1]
-            blocks[rule] = blocks.get(rule, 0) + 1
-            jobs.setdefault(rule, [])
-        elif rule is not None and (m := _OUTPUT.match(line)):
-            jobs[rule].append(tuple(m[1].split(", ")))
-            rule = None
-        elif not line.strip():
-            rule = None
-    stats = _STATS.search(dry_run_output)
-    counts = {}
-    if stats:
-        for row in stats[1].splitlines():
-            name, count = row.split()
-            if name != "total":
-                counts[name] = int(count)
-    outputs = {r: len(j) for r, j in jobs.items()}
-    wrong = (
-        blocks != counts
-        or any(outputs[r] not in (0, blocks[r]) for r in blocks)
-        or any(r in blocks and outputs[r] != blocks[r] for r in with_outputs)
-    )
-    if wrong:
-        raise DriverError(
-            f"could not read the dry run of Snakemake (job blocks {blocks}, with outputs "
-            f"{outputs}, job stats {counts}); rerun with --dry-run and check its output"
-        )
-    return {r: j for r, j in jobs.items() if j}
-
-
-# --- the plan ---------------------------------------------------------------------------
-
-
-def split(items: list, size: int) -> list[list]:
-    """``items`` in ceil(len / size) consecutive slices of nearly equal length."""
-    if not items:
-        return []
-    n = math.ceil(len(items) / size)
-    base, extra = divmod(len(items), n)
-    slices, start = [], 0
-    for i in range(n):
-        stop = start + base + (1 if i < extra else 0)
-        slices.append(items[start:stop])
-        start = stop
-    return slices
-
-
-def plan(settings: dict, jobs: dict[str, list[tuple[str, ...]]]) -> dict[str, list[Allocation]]:
-    """The allocations of each stage (``before``, ``cells``, ``after``) for these due jobs.
-
-    A cell slice's time limit is ``startup_minutes`` plus its cells' minutes shared by its
-    CPUs (cells run side by side, one thread each). Stages with nothing due are empty.
-    """
-    startup = settings.get("startup_minutes", 3)
-    common = tuple(settings.get("sbatch_extra") or ())
-    before = settings.get("before") or {}
-    first = tuple(before_rules(settings))
-    cells = settings["cells"]
-    stages: dict[str, list[Allocation]] = {"before": [], "cells": [], "after": []}
-
-    due_before = [f for r in first for job in jobs.get(r, []) for f in job]
-    if due_before:
-        stages["before"].append(_allocation("before", tuple(due_before), before, common, first))
-    for rule, spec in cells.items():
-        spec = spec or {}  # a rule listed with no settings: the defaults
-        slices = split(jobs.get(rule, []), spec.get("cells_per_slice", 100))
-        for i, part in enumerate(slices, 1):
-            cpus = spec.get("cpus", 1)
-            minutes = startup + math.ceil(spec.get("minutes_per_cell", 1) * len(part) / cpus)
-            name = f"{rule}-{i}of{len(slices)}"
-            targets = tuple(f for job in part for f in job)
-            stages["cells"].append(
-                _allocation(name, targets, {**spec, "minutes": minutes}, common, (rule,))
-            )
-    rest = set(jobs) - set(first) - set(cells)
-    if rest:
-        stages["after"].append(_allocation("after", (), settings.get("after") or {}, common))
-    return stages
-
-
-def _allocation(name, targets, spec, common, allowed=()) -> Allocation:
-    return Allocation(
-        name=name,
-        targets=targets,
-        cpus=spec.get("cpus", 1),
-        mem_mb=spec.get("mem_mb", 4000),
-        minutes=spec.get("minutes", 60),
-        allowed_rules=tuple(allowed) or tuple(spec.get("rules", ())),
-        sbatch_extra=(*common, *map(str, spec.get("sbatch_extra") or ())),
-        snakemake_extra=tuple(map(str, spec.get("snakemake_extra") or ())),
-    )
 
 
 # --- running ----------------------------------------------------------------------------
@@ -559,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, submit nothing")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(Path(args.settings))
+        settings = load_settings(Path(args.settings), SCHEMA)
         return Driver(args, settings).run(args.dry_run)
     except DriverError as err:
         print(f"slurm_batched: {err}", file=sys.stderr)

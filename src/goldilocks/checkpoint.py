@@ -60,7 +60,7 @@ def save(path: str | os.PathLike, key: Mapping, state: TrainState, seconds: floa
 
     ``seconds``: compute time spent up to this state (added to the resumed cell's time).
     The parameters are copied: a cell trained in a ``vmap`` batch
-    (:func:`goldilocks.batched.train_batched`) hands in views into the batch's stacked
+    (:func:`goldilocks.training.train_batched`) hands in views into the batch's stacked
     tensors, and ``torch.save`` writes a view's whole storage, i.e. every cell of the
     batch (``.cpu()`` alone copies nothing on the CPU).
     """

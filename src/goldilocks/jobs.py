@@ -6,7 +6,7 @@ no reader ever sees a partial file under its final name. Jobs may run as threads
 process, so every job sets its own torch threads (:func:`goldilocks.runtime.configure_torch`),
 builds its own model and draws from its own generators; curvature and training jobs
 enter :data:`goldilocks.runtime.PRECISION` (TF32 only while no strict-FP32 job runs).
-Training jobs of one process meet in one :class:`goldilocks.batched.Batcher`, which
+Training jobs of one process meet in one :class:`goldilocks.batcher.Batcher`, which
 trains cells of the same batch key together (:mod:`goldilocks.training_cell`,
 docs/method.md section 5.7).
 Checkpoints: :mod:`goldilocks.checkpoint`.

@@ -249,7 +249,7 @@ def shared_value(key: Hashable, build: Callable[[], T]) -> Iterator[T]:
     The first thread to ask builds it (the others wait for it); the value is dropped when
     the last thread holding it leaves, so it is shared only by jobs that run at the same
     time, never kept. Values must be treated as read-only. Training jobs share their
-    data this way: the cells of one batch (:class:`goldilocks.batched.Batcher`) wait in
+    data this way: the cells of one batch (:class:`goldilocks.batcher.Batcher`) wait in
     their own threads while one trains them all, and each holding its own copy of the
     training set on the GPU would cost the set's size once per waiting cell.
 

@@ -1,28 +1,38 @@
-"""Full-batch gradient descent (docs/method.md section 5).
+"""Full-batch gradient descent (docs/method.md sections 5 and 5.7): the one epoch loop.
 
 Plain GD, no momentum, no weight decay, no augmentation: ``theta <- theta - lr grad L``
 with ``L`` the mean tempered cross-entropy over the whole training set (or a fixed seeded
-subset). The data stay tensors on the device; the full batch is processed in chunks of
-``chunk_size`` samples whose gradients add up to the full-batch gradient exactly (up to
-summation order), so memory does not bound the batch.
+subset). The data stay tensors on the device; the loss, accuracy and gradient of an epoch
+are :mod:`goldilocks.engines`' (chunked, so memory does not bound the batch).
 
 Row ``e`` of the history describes the parameters after ``e`` updates (``e = 0`` is the
 initialisation). A run whose loss turns non-finite stops and is recorded as diverged at
 that epoch; that is data, not an error.
+
+Cells that share the architecture, variant, data (training and test subsets), epochs,
+dtype and chunking differ only in their initial parameters (seed, with alpha already
+applied), temperature ``T`` and learning rate. :func:`train_batched` trains K of them
+together, epoch by epoch, with one engine of :mod:`goldilocks.engines`, and gives every
+cell the history it has alone: the same rows at the same epochs, the same divergence
+rows, the same final parameters, up to floating-point summation order (engine ``loop``:
+bit-identical). :func:`train` is a batch of one cell with the ``loop`` engine.
+
+A cell whose loss turns non-finite gets its divergence row and leaves the batch: it is
+never updated again and the others go on. Cells may start at different epochs (resumed
+from their own checkpoints); each counts its own epochs and leaves the batch at
+``epochs``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from goldilocks.models import forward
+from goldilocks.engines import Engine, Evaluation, Params, batch_method, make_engine
 
 
 @dataclass
@@ -32,12 +42,6 @@ class TrainState:
     params: dict[str, Tensor]
     epoch: int = 0
     rows: list[dict] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    loss: float
-    accuracy: float
 
 
 def history_row(
@@ -73,53 +77,6 @@ def mark_diverged(state: TrainState, epoch: int, loss: float) -> None:
         row["diverged"], row["diverged_epoch"] = True, epoch
 
 
-def _chunks(n: int, chunk_size: int | None):
-    step = chunk_size or n
-    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
-
-
-def loss_and_grad(
-    model: torch.nn.Module,
-    params: dict[str, Tensor],
-    x: Tensor,
-    y: Tensor,
-    temperature: float,
-    chunk_size: int | None = None,
-) -> tuple[Evaluation, dict[str, Tensor]]:
-    """Full-batch mean tempered cross-entropy, accuracy and gradient."""
-    n = len(y)
-    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-    total_loss = torch.zeros((), dtype=x.dtype, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    grads = None
-    for sl in _chunks(n, chunk_size):
-        logits = forward(model, leaves, x[sl])  # (n_chunk, K)
-        loss = F.cross_entropy(logits / temperature, y[sl], reduction="sum") / n
-        g = torch.autograd.grad(loss, list(leaves.values()))
-        grads = g if grads is None else [a + b for a, b in zip(grads, g, strict=True)]
-        total_loss += loss.detach()
-        correct += (logits.detach().argmax(-1) == y[sl]).sum()  # no host sync per chunk
-    return Evaluation(total_loss.item(), correct.item() / n), dict(zip(leaves, grads, strict=True))
-
-
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module,
-    params: dict[str, Tensor],
-    x: Tensor,
-    y: Tensor,
-    temperature: float,
-    chunk_size: int | None = None,
-) -> Evaluation:
-    """Mean tempered cross-entropy and accuracy on ``(x, y)``."""
-    total, correct = 0.0, 0
-    for sl in _chunks(len(y), chunk_size):
-        logits = forward(model, params, x[sl])
-        total += F.cross_entropy(logits / temperature, y[sl], reduction="sum").item()
-        correct += (logits.argmax(-1) == y[sl]).sum().item()
-    return Evaluation(total / len(y), correct / len(y))
-
-
 def train(
     model: torch.nn.Module,
     state: TrainState,
@@ -131,10 +88,11 @@ def train(
     log_every: int,
     chunk_size: int | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
-    probe: Callable[[dict[str, Tensor]], dict] | None = None,
+    probe: Callable[[Params], dict] | None = None,
     probe_every: int = 0,
 ) -> TrainState:
-    """Run full-batch GD from ``state`` up to ``epochs`` updates.
+    """Run full-batch GD of one cell from ``state`` up to ``epochs`` updates: a batch of
+    one (:func:`train_batched`, engine ``loop``).
 
     Logs train and test loss and accuracy every ``log_every`` epochs and at the last.
     Each row: ``epoch, train_loss, train_acc, test_loss, test_acc, diverged,
@@ -145,147 +103,128 @@ def train(
     Returns:
         The final state; ``state.rows`` is the history.
     """
-    x, y = train_data
-    while True:
-        epoch = state.epoch
-        ev, grads = loss_and_grad(model, state.params, x, y, temperature, chunk_size)
-        if not math.isfinite(ev.loss):
-            mark_diverged(state, epoch, ev.loss)
-            return state
-        if is_logged(epoch, log_every, epochs):
-            test = evaluate(model, state.params, *test_data, temperature, chunk_size)
-            row = history_row(epoch, ev, test, None)
-            if probe is not None and is_probed(epoch, probe_every, epochs):
-                row.update(probe(state.params))
+    (state,) = train_batched(
+        model,
+        [state],
+        train_data,
+        test_data,
+        [temperature],
+        [lr],
+        epochs,
+        log_every,
+        chunk_size,
+        on_epoch=None if on_epoch is None else lambda _, s: on_epoch(s),
+        probes=[probe],
+        probe_every=probe_every,
+        method="loop",
+    )
+    return state
+
+
+def train_batched(
+    model: torch.nn.Module,
+    states: Sequence[TrainState],
+    train_data: tuple[Tensor, Tensor],
+    test_data: tuple[Tensor, Tensor],
+    temperatures: Sequence[float],
+    lrs: Sequence[float],
+    epochs: int,
+    log_every: int,
+    chunk_size: int | None = None,
+    on_epoch: Callable[[int, TrainState], None] | None = None,
+    probes: Sequence[Callable[[Params], dict] | None] | None = None,
+    probe_every: int = 0,
+    method: str = "auto",
+) -> list[TrainState]:
+    """Full-batch GD of K cells at once, each from its own ``states[i]`` to ``epochs``.
+
+    Cell ``i`` starts from ``states[i]`` (parameters already scaled by its alpha, next
+    epoch, rows so far) and trains with ``temperatures[i]`` and ``lrs[i]``; all cells
+    share ``model``, the data, ``epochs``, ``log_every``, ``chunk_size`` (samples per
+    chunk; a chunk holds the activations of all K cells) and ``probe_every``.
+    Every cell's rows, divergence and final parameters are those it gets alone.
+
+    Args:
+        on_epoch: ``on_epoch(i, state)`` after every update of cell ``i``
+            (checkpointing). With ``vmap`` the state's parameters are views into the
+            batch's stacked tensors: clone them before keeping them
+            (``torch.save`` writes a view's whole storage, i.e. all K cells). Between
+            calls, ``states[i].params`` is not kept up to date.
+        probes: per cell, ``probe(params)`` (curvature along training) or ``None``;
+            called with that cell's own (unstacked) parameters at its logged epochs that
+            are multiples of ``probe_every`` and at the last, its dict merged into the row.
+        method: ``vmap``, ``loop`` or ``auto``
+            (:func:`goldilocks.engines.batch_method`).
+
+    Returns:
+        ``states``, updated in place: final parameters (own tensors), epoch and rows.
+    """
+    k = len(states)
+    for name, value in (("temperatures", temperatures), ("lrs", lrs), ("probes", probes)):
+        if value is not None and len(value) != k:
+            raise ValueError(f"{name}: {len(value)} values for {k} states")
+    if k == 0:
+        return list(states)
+    method = batch_method(method, train_data[0].device)
+    engine = make_engine(method, model, [s.params for s in states], temperatures, lrs)
+    run = _EpochLoop(engine, list(states), epochs, log_every, chunk_size, probes, probe_every)
+    active = list(range(k))  # cell index of every slot of the engine
+    while active:
+        active = run.epoch(active, train_data, test_data, on_epoch)
+    return list(states)
+
+
+@dataclass
+class _EpochLoop:
+    """One :func:`train_batched` run: its engine, the cells' states and the schedule."""
+
+    engine: Engine
+    states: list[TrainState]
+    epochs: int
+    log_every: int
+    chunk_size: int | None
+    probes: Sequence[Callable[[Params], dict] | None] | None
+    probe_every: int
+
+    def epoch(self, active: list[int], train_data, test_data, on_epoch) -> list[int]:
+        """One epoch of the ``active`` cells (``active[slot]`` = cell index): loss and
+        gradient, divergence and logged rows, the update; the cells still active."""
+        states, engine = self.states, self.engine
+        evs, grads = engine.loss_and_grad(*train_data, self.chunk_size)
+        leaving: set[int] = set()
+        logged: list[int] = []
+        for slot, i in enumerate(active):
+            if not math.isfinite(evs[slot].loss):
+                mark_diverged(states[i], states[i].epoch, evs[slot].loss)
+                leaving.add(slot)
+            elif is_logged(states[i].epoch, self.log_every, self.epochs):
+                logged.append(slot)
+        self._log(active, logged, evs, test_data)
+        for slot, i in enumerate(active):
+            if slot not in leaving and states[i].epoch >= self.epochs:
+                leaving.add(slot)
+        for slot in leaving:  # final parameters: those the last loss was computed at
+            states[active[slot]].params = {
+                name: v.clone() for name, v in engine.cell_params(slot).items()
+            }
+        keep = [slot for slot in range(len(active)) if slot not in leaving]
+        engine.update(grads, keep)
+        active = [active[slot] for slot in keep]
+        current = engine.all_params() if on_epoch is not None else None
+        for slot, i in enumerate(active):
+            states[i].epoch += 1
+            if current is not None:
+                states[i].params = current[slot]
+                on_epoch(i, states[i])
+        return active
+
+    def _log(self, active: list[int], logged: list[int], evs, test_data) -> None:
+        """The rows of the ``logged`` slots: train metrics, test metrics, probes."""
+        tests = self.engine.evaluate(logged, *test_data, self.chunk_size)
+        for slot, test in zip(logged, tests, strict=True):
+            state = self.states[active[slot]]
+            row = history_row(state.epoch, evs[slot], test, None)
+            probe = self.probes[active[slot]] if self.probes is not None else None
+            if probe is not None and is_probed(state.epoch, self.probe_every, self.epochs):
+                row.update(probe(self.engine.cell_params(slot)))
             state.rows.append(row)
-        if epoch >= epochs:
-            return state
-        with torch.no_grad():
-            state.params = {k: v - lr * grads[k] for k, v in state.params.items()}
-        state.epoch = epoch + 1
-        if on_epoch is not None:
-            on_epoch(state)
-
-
-#: ``chunk_size: auto`` lets the full batch use at most this fraction of the memory that
-#: is free on the device (the rest is headroom for other jobs, the allocator's caching
-#: and what the estimate misses).
-MEMORY_FRACTION = 0.5
-#: Peak memory of one forward and backward pass as a multiple of the bytes autograd saves
-#: for backward (activation gradients, convolution workspaces and transient outputs come
-#: on top). Measured on the CPU, peak RSS above the baseline of ``loss_and_grad`` on
-#: 2,000-20,000 samples was 1.5x (LeNet-5), 1.9x (LeNet-300-100, ResNet-4 combined) and
-#: 3.0x (ResNet-4 homogeneous) the saved bytes; for K = 8-16 cells batched by ``vmap``
-#: (:mod:`goldilocks.batched`) 0.67-0.98 of this estimate times K.
-BACKWARD_PEAK_FACTOR = 3.0
-
-
-def saved_bytes_per_sample(
-    model: torch.nn.Module,
-    in_shape: tuple[int, ...],
-    dtype: torch.dtype,
-    probe_sizes: tuple[int, int] = (4, 12),
-) -> float:
-    """Bytes autograd keeps for backward per training sample, measured on the CPU.
-
-    Runs the tempered loss forward on two small random batches inside
-    ``torch.autograd.graph.saved_tensors_hooks`` and counts the distinct storages saved
-    for backward, leaving out the parameters' and the input's (the data stay resident
-    anyway). The difference between the two batch sizes divided by their difference is
-    the cost of one more sample; the sizes of saved tensors do not depend on the device.
-    """
-    from goldilocks.models import init_params
-
-    params = init_params(model, torch.Generator().manual_seed(0), dtype)
-    leaves = {k: v.requires_grad_(True) for k, v in params.items()}
-    totals = []
-    for m in probe_sizes:
-        x = torch.randn(m, *in_shape, dtype=dtype)
-        y = torch.zeros(m, dtype=torch.int64)
-        skip = {t.untyped_storage().data_ptr() for t in [x, *leaves.values()]}
-        seen: dict[int, int] = {}
-
-        def pack(t: Tensor, seen=seen, skip=skip) -> Tensor:
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in skip:
-                seen[storage.data_ptr()] = storage.nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = F.cross_entropy(forward(model, leaves, x), y, reduction="sum")
-        del loss
-        totals.append(sum(seen.values()))
-    return (totals[1] - totals[0]) / (probe_sizes[1] - probe_sizes[0])
-
-
-class NoRoom(ValueError):
-    """``chunk_size: auto`` finds no room for even one sample, or cannot tell the
-    machine's memory (one line naming the key)."""
-
-    user_facing = True
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for new tensors: on a GPU the driver's free memory plus what torch has
-    cached but not allocated; on Apple's ``mps`` torch's recommended working set less what
-    its driver holds (older torch: as the CPU); on the CPU ``MemAvailable`` of
-    ``/proc/meminfo`` (Linux), elsewhere the physical memory (macOS: no portable call
-    tells the free memory).
-
-    Raises:
-        NoRoom: on a CPU whose memory none of these tells.
-    """
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):  # torch >= 2.5
-        return max(0, torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
-        raise NoRoom(
-            "config key training.chunk_size: auto cannot tell this machine's memory; "
-            "set a number of samples per chunk"
-        ) from None
-
-
-def auto_chunk_size(
-    model: torch.nn.Module,
-    in_shape: tuple[int, ...],
-    n_samples: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    cells: int = 1,
-    available: int | None = None,
-) -> int | None:
-    """``chunk_size: auto``: ``None`` (one chunk) when the full batch fits, else a size.
-
-    The full batch of ``n_samples`` fits when ``n_samples x cells x BACKWARD_PEAK_FACTOR
-    x saved_bytes_per_sample`` is at most ``MEMORY_FRACTION`` of ``available`` (default:
-    :func:`available_memory` of ``device``); ``cells`` counts the cells trained together
-    (:mod:`goldilocks.batched`), whose activations add up. Otherwise the batch is cut
-    into equal chunks, as few as fit.
-
-    Raises:
-        NoRoom: when not even one sample fits.
-    """
-    per_sample = BACKWARD_PEAK_FACTOR * cells * saved_bytes_per_sample(model, in_shape, dtype)
-    budget = MEMORY_FRACTION * (available_memory(device) if available is None else available)
-    if n_samples * per_sample <= budget:
-        return None
-    largest = int(budget // per_sample)
-    if largest < 1:
-        raise NoRoom(
-            f"config key training.chunk_size: auto: one sample of {cells} cell(s) needs "
-            f"{per_sample / 2**20:.1f} MiB, more than the {budget / 2**20:.1f} MiB allowed "
-            f"on {device.type}"
-        )
-    chunks = math.ceil(n_samples / largest)
-    return math.ceil(n_samples / chunks)

@@ -1,7 +1,7 @@
 """A training job between reading its inputs and writing its rows: the cell's data
 (shared by the jobs that run at the same time on it), its problem, checkpoint and
 curvature probe, its batch key, and the clock of its ``compute_seconds``; the cell is
-handed to the process's :class:`goldilocks.batched.Batcher` (docs/method.md section 5.7).
+handed to the process's :class:`goldilocks.batcher.Batcher` (docs/method.md section 5.7).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 import torch
 
 from goldilocks import checkpoint as ckpt
-from goldilocks.batched import Batcher, Cell, Shared
+from goldilocks.batcher import Batcher, Cell, Shared
 from goldilocks.cells import TrainCell
 from goldilocks.runtime import dtype_of, shared_value
 
-#: The engine of a batch of training cells (:func:`goldilocks.batched.batch_method`):
+#: The engine of a batch of training cells (:func:`goldilocks.engines.batch_method`):
 #: ``auto`` = ``vmap`` on a GPU, ``loop`` on the CPU.
 TRAIN_METHOD = "auto"
 
@@ -27,7 +27,7 @@ _BATCHERS_LOCK = threading.Lock()
 
 
 def batcher(max_cells: int, wait_s: float) -> Batcher:
-    """The process's :class:`~goldilocks.batched.Batcher` for ``training.batch_cells``
+    """The process's :class:`~goldilocks.batcher.Batcher` for ``training.batch_cells``
     and ``training.batch_wait``: every train job of a run, each a thread of the one
     Snakemake process, hands its cell to the same one."""
     with _BATCHERS_LOCK:
@@ -64,7 +64,7 @@ class Clock:
     """A training cell's ``compute_seconds`` (docs/method.md section 5.7): the time spent
     before it resumed (stored in its checkpoint), its own time in this job outside the
     batcher, and its equal share of its batch's training time
-    (:meth:`goldilocks.batched.Cell.seconds`). Waiting for a batch to form is not counted."""
+    (:meth:`goldilocks.batcher.Cell.seconds`). Waiting for a batch to form is not counted."""
 
     def __init__(self) -> None:
         self.before, self.start = 0.0, time.perf_counter()
@@ -144,7 +144,7 @@ def train(init, data, c: TrainCell, device, settings, checkpointing, batching, l
     Returns:
         ``(state, clock)``: the cell's final :class:`~goldilocks.training.TrainState` and
         its :class:`Clock` (call it for ``compute_seconds``; ``clock.cell`` the batch's
-        :class:`~goldilocks.batched.Cell`).
+        :class:`~goldilocks.batcher.Cell`).
     """
     clock = Clock()
     with shared_value(*_training_data(data, c.seed, device, settings)) as pair:
