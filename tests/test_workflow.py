@@ -363,6 +363,22 @@ def test_cifar10_miniature_archive_through_the_data_rule(tmp_path):
     assert data["train_labels"].tolist() == written["train_labels"]
     assert data["mean"].shape == (3,)
 
+    # Where the bytes come from reruns nothing; a mirror with other content is one line.
+    def parse_lines(mirrors):
+        _cifar_config(tmp_path, mirrors)
+        proc = snakemake(tmp_path, "-n", "results/data/cifar10.pt", env=env)
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+        return [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks:")]
+
+    moved = tmp_path / "moved"
+    shutil.copytree(mirror, moved)
+    assert parse_lines([moved]) == []
+    other = tmp_path / "other"
+    cifar_mini.write_archive(other, n_per_batch=4, n_test=3, seed=1)
+    (line,) = parse_lines([other])
+    assert str(other / "cifar-10-python.tar.gz") in line
+    assert "results/data/cifar10.pt" in line and "snakemake --forcerun data" in line
+
 
 def test_missing_cifar10_fails_with_the_folders_searched(tmp_path):
     (tmp_path / "mirror").mkdir()

@@ -33,7 +33,9 @@ from goldilocks.runtime import (
 def prepare_dataset(
     *, dataset: str, output: str, log: str, mirrors: list, root: str, download: bool
 ) -> None:
-    """Data stage: one dataset, all splits, into one tensor file."""
+    """Data stage: one dataset, all splits, into one tensor file, and beside it the record
+    of the mirror files it was read from (:func:`goldilocks.sources.record`)."""
+    from goldilocks import sources
     from goldilocks.data import TEST_CIFAR10_ENV, cifar_test_class, prepare
 
     with job_log(log) as logger:
@@ -45,6 +47,7 @@ def prepare_dataset(
         sizes = {k: tuple(v.shape) for k, v in data.items()}
         logger.info("prepared %s: %s in %.1f s", dataset, sizes, time.perf_counter() - start)
         save_tensors(data, output)
+        sources.record(output, sources.mirror_files(dataset, mirrors))
 
 
 def init_cell(

@@ -7,8 +7,10 @@
 # trigger. The params below are constants, the values these three keys had as params
 # before (their schema defaults, which must therefore stay): Snakemake compares the
 # recorded param values, so a param that disappears would rerun every finished data file,
-# and with it every cell. A mirror holding another version of a dataset is not noticed:
-# rebuild it with `snakemake --forcerun data` (docs/method.md section 8.2).
+# and with it every cell. A mirror that now holds other content than a finished data file
+# was built from is named in one line at parse (goldilocks.sources.changed, the main
+# process only), with the command that rebuilds it; the run keeps the old tensors
+# (docs/method.md section 8.2).
 DATA_PARAMS_RECORDED = {
     k: SCHEMA["properties"]["data"]["properties"][k]["default"]
     for k in ("mirrors", "root", "download")
@@ -17,6 +19,14 @@ DATA_PARAMS_RECORDED = {
 
 # How the data job reads its dataset: none of it a result, so not params.
 DATA_EXECUTION = {k: config["data"][k] for k in ("mirrors", "root", "download")}
+
+if workflow.is_main_process:
+    for _dataset in sorted({pair[1] for pair in PLAN.pairs}):
+        _change = sources.changed(
+            _dataset, DATA_EXECUTION["mirrors"], f"results/data/{_dataset}.pt"
+        )
+        if _change:
+            sys.stderr.write(f"goldilocks: {_change}\n")
 
 
 rule data:
