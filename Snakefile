@@ -1,5 +1,6 @@
 # Goldilocks pipeline: data -> init -> curvature, kl, train -> aggregate -> figures, claims.
 # Table of contents only; the stages live in workflow/rules/, the science in src/.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
@@ -26,7 +27,24 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 
 
+from goldilocks import reporting  # noqa: E402 (common.smk put this repository's src/ first)
+
+
 rule all:
     input:
         final_targets(),
     default_target: True
+
+
+# A report needs the run's config (its --configfile): without it, one line naming what is
+# missing and the flag to pass, instead of a WorkflowError (goldilocks.reporting).
+onstart:
+    reporting.record_run(workflow.overwrite_configfiles)
+
+
+if workflow.is_main_process and reporting.report_path(sys.argv):
+    _problem = reporting.report_problem(
+        final_targets(), workflow.overwrite_configfiles, reporting.report_path(sys.argv)
+    )
+    if _problem:
+        sys.exit(f"goldilocks: {_problem}")

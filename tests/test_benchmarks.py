@@ -6,12 +6,14 @@ About 1.5 minutes, so outside the README's test command: ``pytest -m rehearsal``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -160,3 +162,117 @@ def test_precision_benchmark_runs_on_a_config_with_joint_residual(tmp_path):
     scalings = {(r[0], r[1]) for r in rows}
     assert ("residual", "joint_residual") in scalings
     assert ("homogeneous", "joint_residual") not in scalings and len(rows) == 3 * 7
+
+
+def _pilot():
+    """benchmarks/pilot.py as a module (its rule needs no ``benchmarks`` on sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pilot", ROOT / "benchmarks" / "pilot.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _best(curves: dict) -> pd.DataFrame:
+    """``{variant: {T: [acc at epochs 5, 10, 20, 40]}}`` as :func:`best_accuracy` gives it."""
+    return pd.DataFrame(
+        {"variant": v, "temperature": t, "epoch": e, "acc": a, "lr_base": 0.1}
+        for v, by_t in curves.items()
+        for t, accs in by_t.items()
+        for e, a in zip((5, 10, 20, 40), accs, strict=True)
+    )
+
+
+#: Hand-made curves, epochs 5, 10, 20, 40 (candidates N = 5, 10, 20), level 0.5 each.
+STEADY = {  # cliff 1 -> 100 -> 100 -> 100; T = 1 within a point from N = 20: N = 20
+    1.0: [0.50, 0.80, 0.895, 0.90],
+    10.0: [0.30, 0.60, 0.70, 0.80],
+    100.0: [0.20, 0.60, 0.60, 0.70],
+    1000.0: [0.10, 0.20, 0.30, 0.40],
+}
+LUCKY = {  # N = 5 qualifies (cliff 10 at 5 and 10, T = 1 close), N = 10 does not: N = 20
+    1.0: [0.90, 0.895, 0.90, 0.90],
+    10.0: [0.60, 0.60, 0.60, 0.60],
+    100.0: [0.20, 0.20, 0.60, 0.60],
+}
+MOVING = {  # the cliff moves between 20 and 40 epochs: no N qualifies
+    1.0: [0.90, 0.90, 0.90, 0.90],
+    10.0: [0.60, 0.60, 0.60, 0.60],
+    100.0: [0.20, 0.20, 0.20, 0.60],
+}
+
+
+def test_pilot_picks_the_smallest_n_that_stays_decided():
+    pilot = _pilot()
+    table = pilot.pilot_table(_best({"a": STEADY, "b": LUCKY}), (5, 10, 20, 40), 40)
+    assert table["N"].tolist() == [5, 10, 20] * 2  # 40: no 2N trained
+    a = table[table["variant"] == "a"].set_index("N")
+    assert a["level"].tolist() == pytest.approx([0.5] * 3)
+    assert a["cliff_T"].tolist() == [1.0, 100.0, 100.0]
+    assert a["cliff_T_2N"].tolist() == [100.0, 100.0, 100.0]
+    assert a["stable"].tolist() == [False, True, True]
+    assert a["close"].tolist() == [False, False, True]
+    b = table[table["variant"] == "b"].set_index("N")
+    assert b["qualifies"].tolist() == [True, False, True]
+    chosen, overall = pilot.choose_n(table)
+    assert chosen == {"a": 20, "b": 20} and overall == 20
+    moving = pilot.pilot_table(_best({"a": STEADY, "c": MOVING}), (5, 10, 20), 40)
+    chosen, overall = pilot.choose_n(moving)
+    assert chosen == {"a": 20, "c": None} and overall is None
+    # a variant whose T = 1 never trains above chance has no level and no cliff
+    dead = pilot.pilot_table(_best({"d": {1.0: [0.1] * 4, 10.0: [0.1] * 4}}), (5,), 40)
+    assert dead["cliff_T"].isna().all() and not dead["qualifies"].any()
+
+
+def test_pilot_accuracy_is_the_best_rate_of_seed_means_and_divergence_counts_as_start():
+    pilot = _pilot()
+    rows = []
+    for lr, seed, accs, gone in (
+        (0.1, 0, [0.1, 0.5, 0.6], None),
+        (0.1, 1, [0.1, 0.7, 0.8], None),  # seed mean at 0.1: 0.6, 0.7
+        (1.0, 0, [0.2, 0.9], 1),  # diverged at epoch 1 (its row NaN): 0.2 from then on
+        (1.0, 1, [0.1, 0.9, 0.9], None),  # seed mean at 1.0: 0.55, 0.55
+    ):
+        for epoch, acc in enumerate(accs):
+            nan = gone is not None and epoch == gone
+            rows.append({"variant": "v", "temperature": 1.0, "lr_base": lr, "seed": seed,
+                         "epoch": epoch, "train_acc": float("nan") if nan else acc,
+                         "diverged_epoch": gone})  # fmt: skip
+    best = pilot.best_accuracy(pilot.accuracy_at(pd.DataFrame(rows), [1, 2]))
+    assert best["acc"].tolist() == pytest.approx([0.6, 0.7])
+    assert best["lr_base"].tolist() == [0.1, 0.1]
+    assert pilot.cliff_index([1, 10, 100], [0.9, float("nan"), 0.9], 0.5) == 0
+    assert pilot.trained_temperatures(316.228) == [1.0, 316.228, 3162.28, 31622.8]
+    assert pilot.trained_temperatures(float("nan")) == [1.0]
+
+
+@pytest.mark.skipif(not FMNIST.is_dir(), reason=f"{FMNIST} missing (dataset-fashion-mnist)")
+def test_pilot_quick_runs_on_fashion_mnist(tmp_path):
+    """``--quick``: 5 variants, 8 epochs on 64 images, zone from a 3-point sweep, in
+    seconds; its table has every variant x candidate N, and its choice is
+    :func:`choose_n` of that table."""
+    pilot = _pilot()
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pilot", "--quick", "--out", str(tmp_path / "out"),
+         "--data", str(tmp_path / "absent.pt"), "--root", str(tmp_path / "tv")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "pilot's N:" in run.stdout and "ms thread CPU per cell-epoch" in run.stdout
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    variants = ["homogeneous", "bias", "residual", "layernorm", "combined"]
+    assert table["variant"].tolist() == [v for v in variants for _ in (1, 2, 4)]
+    assert table["N"].tolist() == [1, 2, 4] * 5
+    for column in ("cliff_T", "cliff_T_2N", "acc_T1", "acc_T1_final", "stable", "close"):
+        assert column in table
+    assert table["acc_T1"].between(0, 1).all()
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert {0, 1, 2, 4, 8} <= set(runs["epoch"]) and runs["epoch"].max() == 8
+    doc = json.loads((tmp_path / "out" / "pilot.json").read_text())
+    chosen, overall = pilot.choose_n(table)
+    assert doc["chosen_per_variant"] == chosen and doc["chosen_n"] == overall
+    for v in variants:
+        temps = doc["temperatures"][v]
+        assert temps[0] == 1.0 and len(temps) in (1, 3, 4), temps
+        assert set(runs[runs["variant"] == v]["temperature"]) == set(temps)

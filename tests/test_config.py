@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goldilocks.config import ConfigError, check_config, load_merged
+from goldilocks.config import (
+    RERUN_CLASSES,
+    STAGES,
+    ConfigError,
+    check_config,
+    load_merged,
+    rerun_classes,
+    rerun_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -85,6 +93,10 @@ BAD = [
     # A trained pair must be one of pairs (the quick default: lenet300100/fmnist).
     ("training.pairs", [{"architecture": "lenet5", "dataset": "cifar10"}], "training.pairs[0]"),
     ("training.pairs", [], "training.pairs"),
+    # Values the schema used to pass that cannot work: no epoch to train (was refused as
+    # log_every), one alpha (figure 3 drew no curve).
+    ("training.epochs", 0, "training.epochs"),
+    ("figures.kl_num", 1, "figures.kl_num"),
 ]
 
 
@@ -193,3 +205,116 @@ def test_schema_choices_are_the_codes_own():
     assert curvature["hvp_method"]["enum"] == ["auto", *HVP_METHODS]
     assert curvature["jvp_method"]["enum"] == ["auto", *JVP_METHODS]
     assert training["alpha_lr_rule"]["enum"] == list(grid.ALPHA_LR_RULES)
+
+
+# The rerun classes (docs/method.md section 9.4).
+CLASSES = rerun_classes(SCHEMA)
+# Each rule of workflow/rules/ and its stage.
+RULE_STAGES = {
+    "data": "data",
+    "model_spec": "init",
+    "init": "init",
+    "curvature": "curvature",
+    "kl": "kl",
+    "train": "train",
+    "aggregate_curvature": "tables",
+    "aggregate_training": "tables",
+    "tables": "tables",
+    "figure_{n}": "figures",
+    "fig{n}": "figures",
+    "claims": "claims",
+}
+PRESENTATION_STAGES = {"tables", "figures", "claims"}
+
+
+def test_every_schema_key_has_a_rerun_class():
+    assert len(CLASSES) > 50  # every key, sections' keys included
+    unclassed = [key for key, rerun in CLASSES.items() if rerun is None]
+    assert unclassed == []
+    for key, rerun in CLASSES.items():
+        assert rerun["class"] in RERUN_CLASSES, key
+        assert set(rerun) <= {"class", "stages", "when", "grid"}, key
+        assert set(rerun.get("stages", [])) <= set(STAGES), key
+        assert set(rerun.get("when", {})) <= set(rerun.get("stages", [])), key
+        if rerun["class"] == "execution":
+            assert "stages" not in rerun, key
+        elif rerun["class"] == "presentation":
+            assert set(rerun["stages"]) <= PRESENTATION_STAGES, key
+        else:
+            assert rerun["stages"], key
+
+
+def test_method_md_key_table_is_the_schemas():
+    method = (ROOT / "docs/method.md").read_text()
+    begin, end = "<!-- rerun table: begin -->\n", "<!-- rerun table: end -->"
+    assert method.count(begin) == 1 and method.count(end) == 1
+    shown = method.split(begin)[1].split(end)[0]
+    assert shown == rerun_table(SCHEMA), "regenerate it: goldilocks.config.rerun_table"
+
+
+def _blocks(text: str):
+    """(rule name, params text) of every rule in a rule file."""
+    import re
+
+    rules = re.split(r"^( *)rule ?(\w*):\n", text, flags=re.M)
+    for indent, name, body in zip(rules[1::3], rules[2::3], rules[3::3], strict=True):
+        if not name:  # a rule named by a `name:` directive (figure_{n}, fig{n})
+            name = re.search(r"name:\s*f\"([^\"]+)\"", body).group(1)
+        m = re.search(rf"^{indent}    params:\n((?:{indent}        .*\n)+)", body, re.M)
+        yield re.sub(r"\{[^}]*\}", "{n}", name), m.group(1) if m else ""  # figure_{n}
+
+
+def _definitions(text: str) -> dict[str, str]:
+    """Top-level functions and constants of the rule files: name -> source."""
+    import re
+
+    found = {}
+    for m in re.finditer(r"^(?:def (\w+)\(|([A-Z_]+) =)(.*\n(?:[ )\]}].*\n|\n)*)", text, re.M):
+        found[m.group(1) or m.group(2)] = m.group(0)
+    return found
+
+
+def _config_keys(source: str, definitions: dict[str, str], seen: set) -> set[str]:
+    """The config keys ``source`` reads (config["a"]["b"] -> a.b), through the rule files'
+    own functions and constants it names."""
+    import re
+
+    keys = {
+        ".".join(re.findall(r'\["(\w+)"\]', m))
+        for m in re.findall(r'config((?:\["\w+"\])+)', source)
+    }
+    for name in set(re.findall(r"\b([A-Za-z_]\w*)\b", source)) & set(definitions) - seen:
+        seen.add(name)
+        keys |= _config_keys(definitions[name], definitions, seen)
+    return keys
+
+
+def _class_of(key: str) -> dict:
+    """The rerun class of a key or of the nearest listed parent of a key under it."""
+    while key not in CLASSES:
+        key = key.rpartition(".")[0]
+        assert key, "a config key the schema does not have"
+    return CLASSES[key]
+
+
+def test_every_rule_param_is_a_result_key_of_its_stage():
+    """Params are a rerun trigger: a rule's params may read only result keys of its stage
+    (presentation keys in the presentation stages), never an execution key."""
+    files = sorted((ROOT / "workflow/rules").glob("*.smk"))
+    text = "\n".join(f.read_text() for f in files)
+    definitions = _definitions(text)
+    checked = {}
+    for path in files:
+        for rule, params in _blocks(path.read_text()):
+            stage = RULE_STAGES[rule]  # a new rule needs its stage here
+            for key in _config_keys(params, definitions, set()):
+                rerun = _class_of(key)
+                if rerun["class"] == "presentation":
+                    allowed = stage in PRESENTATION_STAGES
+                else:
+                    allowed = rerun["class"] == "result" and stage in rerun["stages"]
+                assert allowed, f"rule {rule} ({stage}): param reads {key}, {rerun}"
+                checked.setdefault(rule, set()).add(key)
+    assert set(checked) >= {"init", "curvature", "kl", "train", "aggregate_curvature", "claims"}
+    assert {"training.epochs", "training.tf32", "curvature.hvp_method"} <= checked["train"]
+    assert not any(key.startswith("data.") for keys in checked.values() for key in keys)

@@ -1,5 +1,6 @@
 """Datasets through torchvision's real readers; mirrors; missing-data errors."""
 
+import threading
 from pathlib import Path
 
 import cifar_mini
@@ -190,3 +191,33 @@ def test_training_data_subsets_are_fixed_by_the_seed():
     assert x0.shape == (100, 1, 28, 28) and tx0.shape[0] == 50 and len(y0) == 100
     assert torch.equal(x0, x0b) and not torch.equal(x0, x1)
     assert xall.shape[0] == 1024 and txall.shape[0] == 512
+
+
+def test_data_file_bytes_do_not_depend_on_where_the_dataset_came_from(tmp_path, monkeypatch):
+    """docs/method.md section 8.2: data.mirrors, root and download are execution settings.
+    The data job's file from an archive mirror and from an extracted folder mirror, with
+    other roots, is the same bytes (torch.save given a file name would embed the
+    temporary name), so a finished run need not rerun when a mirror moves."""
+    from goldilocks.jobs import prepare_dataset
+
+    monkeypatch.setenv("GOLDILOCKS_TEST_CIFAR10_CLASS", "cifar_mini:UncheckedCIFAR10")
+    cifar_mini.write_archive(tmp_path / "archive", n_per_batch=4, n_test=3)
+    cifar_mini.write_folder(tmp_path / "folder", n_per_batch=4, n_test=3)
+    files = []
+    for name in ("archive", "folder"):  # each in its own thread: another temporary name
+        files.append(tmp_path / f"out_{name}" / "cifar10.pt")
+        job = threading.Thread(
+            target=prepare_dataset,
+            kwargs=dict(
+                dataset="cifar10",
+                output=str(files[-1]),
+                log=str(tmp_path / f"{name}.log"),
+                mirrors=[str(tmp_path / name)],
+                root=str(tmp_path / f"root_{name}"),
+                download=False,
+            ),
+        )
+        job.start()
+        job.join()
+    assert files[0].read_bytes() == files[1].read_bytes()
+    assert b"tmp" not in files[0].read_bytes()  # no temporary file name inside

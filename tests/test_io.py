@@ -81,3 +81,38 @@ def test_script_jobs_end_a_user_facing_error_with_its_line(capsys):
     assert capsys.readouterr().err == "goldilocks: results/x.parquet: cannot be read (...)\n"
     with pytest.raises(KeyError), one_line_errors():  # a bug keeps its traceback
         raise KeyError("x")
+
+
+def test_damaged_files_not_covered_elsewhere_are_one_line_each(tmp_path):
+    """Damaged files in results/ that the truncation, checkpoint and format tests do not
+    cover: an empty file (a `touch`), another kind of tensor file copied where a data or
+    init file belongs, a tensor file that is no dict. Each: one line naming the file and
+    the rebuild command, not a KeyError deep in a job."""
+    import torch
+
+    from goldilocks.data import load_data_file
+    from goldilocks.initial import InitialState
+    from goldilocks.io import save_tensors
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    save_tensors({"format": 2, "params": {"w": torch.ones(2)}}, tmp_path / "init_as_data.pt")
+    save_tensors({"train_images": torch.zeros(1, dtype=torch.uint8)}, tmp_path / "data_as_init.pt")
+    save_tensors([torch.ones(2)], tmp_path / "list.pt")
+    cases = [
+        (load_data_file, "empty.pt", "cannot be read (EOFError"),
+        (InitialState.load, "empty.pt", "cannot be read (EOFError"),
+        (lambda p: read_cell_table(p, "training"), "empty.parquet", "cannot be read (ArrowInvalid"),
+        (load_data_file, "init_as_data.pt", "not a data file (no train_images, train_labels"),
+        (InitialState.load, "data_as_init.pt", "not an init file (no params, batch_x"),
+        (InitialState.load, "list.pt", "not an init file (no params"),
+    ]
+    for read, name, reason in cases:
+        with pytest.raises(StaleFile) as err:
+            read(tmp_path / name)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{tmp_path / name}: {reason}")
+        assert message.endswith(
+            f"`snakemake --forcerun {tmp_path / name}` and the run's "
+            "--configfile, if any (or delete it)"
+        )

@@ -186,6 +186,23 @@ def test_report_has_every_figure_with_its_caption(finished_run, tmp_path):
     assert "Pairs: lenet300100 on synthetic" in html
 
 
+def test_report_without_the_runs_configfile_is_one_line_naming_it(tmp_path):
+    """A run with --configfile, then --report without it: one line naming a missing file
+    and the flag to pass (was a WorkflowError about the quick default's figure); with the
+    flag the report is built."""
+    tiny = str(ROOT / "configs/tiny.yaml")
+    snakemake(tmp_path, "--configfile", tiny)
+    report = tmp_path / "report.html"
+    proc = snakemake(tmp_path, "--report", str(report), check=False)
+    assert proc.returncode != 0 and not report.exists()
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks")]
+    assert len(lines) == 1 and "WorkflowError" not in proc.stdout + proc.stderr
+    assert lines[0].startswith("goldilocks: --report: results/") and "does not exist" in lines[0]
+    assert lines[0].endswith(f"`snakemake --report {report} --configfile {tiny}`")
+    snakemake(tmp_path, "--report", str(report), "--configfile", tiny)
+    assert "fig1_lenet300100_synthetic.png" in report.read_text()
+
+
 def test_figures_3_and_4_by_path_run_only_their_jobs(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = ["layernorm"]
@@ -257,6 +274,42 @@ def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tm
     assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 23
 
 
+def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
+    """docs/method.md section 9.4, one dry run per class on the finished tiny run: its
+    execution keys changed together plan nothing; a presentation key plans only table,
+    figure and claims jobs; a result key plans its stage's cells and what follows them."""
+    workdir, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    (tmp_path / "mirror").mkdir()
+
+    def changed(**sections):
+        config = yaml.safe_load(yaml.safe_dump(TINY))
+        for section, keys in sections.items():
+            config.setdefault(section, {}).update(keys)
+        write_config(copy, config)
+        return dry_run_jobs(copy)
+
+    execution = changed(
+        data={"mirrors": [str(tmp_path / "mirror")], "root": "elsewhere", "download": True},
+        training={"batch_cells": 2, "batch_wait": 1, "checkpoint_every": None},
+    )
+    assert execution == {}
+    presentation = changed(figures={"zone_threshold": 0.4}, claims={"flat_spread": 0.3})
+    assert presentation and set(presentation) <= {
+        "aggregate_curvature",
+        "aggregate_training",
+        "tables",
+        *(f"figure_{n}" for n in range(1, 8)),
+        "claims",
+        "all",
+    }
+    assert presentation["aggregate_curvature"] == 4  # the zone of each scaling
+    # curvature.dtype: the 21 curvature cells, not the 4 training cells nor the inits.
+    result = changed(curvature={"dtype": "float32"})
+    assert result["curvature"] == 21 and "train" not in result and "init" not in result
+
+
 def test_bad_config_is_one_line_before_any_job(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = ["homogeneous", "batchnorm"]
@@ -314,6 +367,22 @@ def test_cifar10_miniature_archive_through_the_data_rule(tmp_path):
     assert torch.equal(data["train_images"], torch.from_numpy(written["train_images"]))
     assert data["train_labels"].tolist() == written["train_labels"]
     assert data["mean"].shape == (3,)
+
+    # Where the bytes come from reruns nothing; a mirror with other content is one line.
+    def parse_lines(mirrors):
+        _cifar_config(tmp_path, mirrors)
+        proc = snakemake(tmp_path, "-n", "results/data/cifar10.pt", env=env)
+        assert "Nothing to be done" in proc.stdout + proc.stderr
+        return [ln for ln in proc.stderr.splitlines() if ln.startswith("goldilocks:")]
+
+    moved = tmp_path / "moved"
+    shutil.copytree(mirror, moved)
+    assert parse_lines([moved]) == []
+    other = tmp_path / "other"
+    cifar_mini.write_archive(other, n_per_batch=4, n_test=3, seed=1)
+    (line,) = parse_lines([other])
+    assert str(other / "cifar-10-python.tar.gz") in line
+    assert "results/data/cifar10.pt" in line and "snakemake --forcerun data" in line
 
 
 def test_missing_cifar10_fails_with_the_folders_searched(tmp_path):

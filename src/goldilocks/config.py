@@ -197,7 +197,7 @@ def _check_grid(config: Mapping, key: str, grid: Mapping) -> None:
 
 def _check_training(config: Mapping) -> None:
     tr = config["training"]
-    if tr["log_every"] > max(tr["epochs"], 1):
+    if tr["log_every"] > tr["epochs"]:
         raise ConfigError(
             f"config key training.log_every: {tr['log_every']} exceeds "
             f"training.epochs {tr['epochs']}"
@@ -253,6 +253,63 @@ def _check_semantics(config: Mapping, schema: Mapping) -> None:
     for mirror in config["data"]["mirrors"]:
         if mirror not in defaults and not Path(mirror).is_dir():
             raise ConfigError(f"config key data.mirrors: folder {mirror!r} does not exist")
+
+
+#: What changing a key reruns (its schema entry's ``x-rerun``; docs/method.md section 9.4).
+RERUN_CLASSES = {
+    "result": "reruns the cells of its stages whose numbers it can change, rounding included",
+    "execution": "reruns nothing",
+    "presentation": "reruns only tables, figures and claims",
+}
+#: The stages, in order: each a rule (or rules) of workflow/rules/.
+STAGES = ("data", "init", "curvature", "kl", "train", "tables", "figures", "claims")
+
+
+def _resolve(node: Mapping, root: Mapping) -> Mapping:
+    if "$ref" in node:
+        target = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def rerun_classes(schema: Mapping) -> dict[str, dict | None]:
+    """Every key of ``schema`` (dotted) with the ``x-rerun`` entry that applies to it: its
+    own, else its nearest parent's (a class on ``claims`` covers every claims key); None
+    where neither has one. A section without its own entry (``data``, ``training``) is not
+    listed, its keys are; nor are keys under ``models`` (names the user picks)."""
+    found: dict[str, dict | None] = {}
+
+    def walk(node: Mapping, prefix: str, inherited: dict | None) -> None:
+        for name, sub in node.get("properties", {}).items():
+            sub = _resolve(sub, schema)
+            key = f"{prefix}{name}"
+            own = sub.get("x-rerun", inherited)
+            if own is not None or "properties" not in sub:  # sections hold classed keys
+                found[key] = own
+            walk(sub, f"{key}.", own)
+
+    walk(schema, "", None)
+    return found
+
+
+def rerun_table(schema: Mapping) -> str:
+    """The Markdown table of every key's rerun class (docs/method.md section 9.4 holds it;
+    tests/test_config.py checks that it matches)."""
+    rows = ["| key | class | stages it reruns | condition |", "|---|---|---|---|"]
+    classes = rerun_classes(schema)
+    for key, rerun in classes.items():
+        parent = key.rpartition(".")[0]
+        if parent in classes and classes[parent] is rerun:
+            continue  # covered by its parent's row
+        rerun = rerun or {}
+        stages = ", ".join(rerun.get("stages", [])) or "-"
+        if rerun.get("grid"):
+            stages += " (grid)"
+        when = "; ".join(f"{stage}: {cond}" for stage, cond in rerun.get("when", {}).items())
+        rows.append(f"| `{key}` | {rerun.get('class', '?')} | {stages} | {when or '-'} |")
+    return "\n".join(rows) + "\n"
 
 
 def load_merged(path: str | Path, root: str | Path) -> dict:

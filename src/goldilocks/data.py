@@ -27,16 +27,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from goldilocks.sources import CIFAR_ARCHIVE, CIFAR_FOLDER, FMNIST_FILES, find_fmnist
 from goldilocks.variants import DATASET_SHAPES, DATASET_SIZES, DATASETS, check_choice
 
-FMNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR_FOLDER = "cifar-10-batches-py"
 SYNTHETIC_SIZES = DATASET_SIZES["synthetic"]
 #: Test hook: ``module:Class`` of a ``torchvision.datasets.CIFAR10`` subclass the data
 #: job reads CIFAR-10 with (the tests' miniature archives need the md5 checks off; see
@@ -62,18 +55,6 @@ def cifar_test_class():
         return None
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _find_fmnist(mirror: Path) -> dict[str, Path] | None:
-    found = {}
-    for name in FMNIST_FILES:
-        for candidate in (mirror / name, mirror / f"{name}.gz"):
-            if candidate.is_file():
-                found[name] = candidate
-                break
-        else:
-            return None
-    return found
 
 
 def _stage_fmnist(files: dict[str, Path], raw: Path) -> None:
@@ -243,7 +224,7 @@ def prepare(
     else:
         staged_from = None
         for mirror in map(Path, mirrors):
-            if dataset == "fmnist" and (files := _find_fmnist(mirror)):
+            if dataset == "fmnist" and (files := find_fmnist(mirror)):
                 _stage_fmnist(files, root / "FashionMNIST" / "raw")
                 staged_from = mirror
             elif dataset == "cifar10" and _stage_cifar(mirror, root):
@@ -292,6 +273,18 @@ def training_data(
         load_split(prepared, "train", dtype, device, picks.get("train")),
         load_split(prepared, "test", dtype, device, picks.get("test")),
     )
+
+
+#: What the data job's tensor file holds (docs/method.md section 9.2).
+DATA_ENTRIES = ("train_images", "train_labels", "test_images", "test_labels", "mean", "std")
+
+
+def load_data_file(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The data job's tensor file; a damaged one or another kind of file there is one
+    line naming it (:func:`goldilocks.io.load_tensor_file`)."""
+    from goldilocks.io import load_tensor_file
+
+    return load_tensor_file(path, DATA_ENTRIES, "a data file")
 
 
 def load_split(

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from goldilocks.curvature import Problem, Projection, sparse_projection
-from goldilocks.io import load_tensors, save_tensors, stale
+from goldilocks.io import load_tensor_file, save_tensors, stale
 from goldilocks.models import build_model, count_params, init_params
 from goldilocks.registered import registered
 from goldilocks.runtime import generator
@@ -31,6 +31,8 @@ from goldilocks.variants import DATASET_SHAPES
 #: 2 added ``buffers`` (a registered model's); a format-1 file has none and still reads.
 INIT_FORMAT = 2
 READABLE_FORMATS = (1, 2)
+#: What every readable init file holds (format 1 lacks ``buffers``).
+INIT_ENTRIES = ("params", "batch_x", "batch_y", "batch_indices", "proj_index", "proj_value")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class InitialState:
     @classmethod
     def load(cls, path: str | os.PathLike) -> InitialState:
         """Read an init file; one of another format raises :class:`goldilocks.io.StaleFile`."""
-        saved = load_tensors(path)
+        saved = load_tensor_file(path, INIT_ENTRIES, "an init file")
         if saved.get("format", 1) not in READABLE_FORMATS:
             raise stale(path, "init file", saved.get("format"), INIT_FORMAT, "init")
         params = saved["params"]

@@ -63,15 +63,20 @@ def stale(path, what: str, found, wanted, rule: str) -> StaleFile:
     )
 
 
+def _rebuild(path) -> str:
+    """The hint that ends the one line about a damaged cached file."""
+    return (
+        f"rebuild it with `snakemake --forcerun {path}` and the run's --configfile, if any "
+        "(or delete it)"
+    )
+
+
 def unreadable(path, err: Exception) -> StaleFile:
     """The one-line error for a cached file that cannot be read (e.g. truncated by a full
     disk or a copy cut short): the file exists, so Snakemake would not rebuild it alone."""
     reason = str(err).splitlines()[0] if str(err) else ""
     reason = reason if len(reason) <= 160 else f"{reason[:157]}..."
-    return StaleFile(
-        f"{path}: cannot be read ({type(err).__name__}: {reason}); rebuild it with "
-        f"`snakemake --forcerun {path}` and the run's --configfile, if any (or delete it)"
-    )
+    return StaleFile(f"{path}: cannot be read ({type(err).__name__}: {reason}); {_rebuild(path)}")
 
 
 @contextlib.contextmanager
@@ -129,10 +134,27 @@ def read_cell_table(path: str | os.PathLike, kind: str):
 
 
 def save_tensors(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` written atomically."""
+    """``torch.save`` written atomically; the bytes depend on ``obj`` alone (given a file
+    name, ``torch.save`` names the archive's inner folder after it, here the temporary
+    name: the same tensors saved twice would differ)."""
     import torch
 
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    write_atomic(path, write)
+
+
+def load_tensor_file(path: str | os.PathLike, entries, what: str) -> dict:
+    """:func:`load_tensors` of a file that must be a dict holding ``entries`` (``what``,
+    e.g. "data file"); a readable file without them (another kind of file copied there)
+    raises one line naming it, instead of a KeyError deep in a job."""
+    saved = load_tensors(path)
+    missing = [e for e in entries if not isinstance(saved, dict) or e not in saved]
+    if missing:
+        raise StaleFile(f"{path}: not {what} (no {', '.join(missing)}); {_rebuild(path)}")
+    return saved
 
 
 def load_tensors(path: str | os.PathLike):

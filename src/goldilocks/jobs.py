@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from goldilocks import checkpoint as ckpt
 from goldilocks.cells import CurvatureCell, TrainCell
-from goldilocks.io import load_tensors, save_tensors, write_cell_table, write_parquet_atomic
+from goldilocks.io import save_tensors, write_cell_table, write_parquet_atomic
 from goldilocks.runtime import (
     PRECISION,
     configure_torch,
@@ -33,7 +33,9 @@ from goldilocks.runtime import (
 def prepare_dataset(
     *, dataset: str, output: str, log: str, mirrors: list, root: str, download: bool
 ) -> None:
-    """Data stage: one dataset, all splits, into one tensor file."""
+    """Data stage: one dataset, all splits, into one tensor file, and beside it the record
+    of the mirror files it was read from (:func:`goldilocks.sources.record`)."""
+    from goldilocks import sources
     from goldilocks.data import TEST_CIFAR10_ENV, cifar_test_class, prepare
 
     with job_log(log) as logger:
@@ -45,6 +47,7 @@ def prepare_dataset(
         sizes = {k: tuple(v.shape) for k, v in data.items()}
         logger.info("prepared %s: %s in %.1f s", dataset, sizes, time.perf_counter() - start)
         save_tensors(data, output)
+        sources.record(output, sources.mirror_files(dataset, mirrors))
 
 
 def init_cell(
@@ -54,13 +57,14 @@ def init_cell(
     registered model's declared output exponent is checked against its measured one first
     (:func:`goldilocks.initial.check_output_exponent`)."""
     from goldilocks import initial
+    from goldilocks.data import load_data_file
 
     with job_log(log) as logger:
         keys = {k: cell[k] for k in ("architecture", "dataset", "variant")}
         state = initial.draw(
             **keys,
             seed=int(cell["seed"]),
-            data=load_tensors(data),
+            data=load_data_file(data),
             batch_size=batch_size,
             subspace_dim=subspace_dim,
         )

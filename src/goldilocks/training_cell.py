@@ -16,7 +16,6 @@ import torch
 from goldilocks import checkpoint as ckpt
 from goldilocks.batcher import Batcher, Cell, Shared
 from goldilocks.cells import TrainCell
-from goldilocks.io import load_tensors
 from goldilocks.runtime import dtype_of, shared_value
 
 #: The engine of a batch of training cells (:func:`goldilocks.engines.batch_method`):
@@ -85,13 +84,13 @@ def _training_data(path: str, seed: int, device: torch.device, settings: Mapping
     """The :func:`~goldilocks.runtime.shared_value` key and builder of a cell's training
     and test data: jobs that run at the same time on the same data share one copy (the
     cells of a batch wait in their own threads; on a GPU a copy each would add up)."""
-    from goldilocks.data import training_data
+    from goldilocks.data import load_data_file, training_data
 
     subsets = (settings["train_subset"], settings["test_subset"])
     dtype = dtype_of(settings["dtype"])
     stamp = (os.path.realpath(path), os.stat(path).st_mtime_ns)
     key = ("training data", *stamp, _data_seed(seed, settings), *subsets, dtype, str(device))
-    return key, lambda: training_data(load_tensors(path), seed, *subsets, dtype, device)
+    return key, lambda: training_data(load_data_file(path), seed, *subsets, dtype, device)
 
 
 def _on_epoch(cell: Cell, save, logger) -> Callable:

@@ -25,7 +25,7 @@ os.environ.update(
     )
 )
 
-from goldilocks import cells  # noqa: E402
+from goldilocks import cells, sources  # noqa: E402
 from goldilocks.config import ConfigError, check_config  # noqa: E402
 from goldilocks.plan import (  # noqa: E402
     CHECKPOINT_PATTERN,

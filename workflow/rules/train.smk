@@ -7,6 +7,19 @@
 # batch_cells and batch_wait (how many cells train together, docs/method.md section 5.7)
 # go the same way: they change no result. tf32 is a param only when true
 # (TRAIN_PRECISION in common.smk).
+#
+# curvature.hvp_method and jvp_method change a training cell only with curvature along
+# training (curvature_every > 0). Without it they are the constant "auto": Snakemake
+# compares the recorded param values, so dropping them would rerun every finished cell,
+# and "auto" is what every cell of a default config recorded.
+TRAIN_CURVATURE = (
+    {
+        "hvp_method": config["curvature"]["hvp_method"],
+        "jvp_method": config["curvature"]["jvp_method"],
+    }
+    if config["training"]["curvature_every"]
+    else {"hvp_method": "auto", "jvp_method": "auto"}
+)
 
 
 rule train:
@@ -27,8 +40,7 @@ rule train:
         chunk_size=config["training"]["chunk_size"],
         alpha_lr_rule=config["training"]["alpha_lr_rule"],
         curvature_every=config["training"]["curvature_every"],
-        hvp_method=config["curvature"]["hvp_method"],
-        jvp_method=config["curvature"]["jvp_method"],
+        **TRAIN_CURVATURE,
         **TRAIN_PRECISION,
     run:
         job("train_cell")(
