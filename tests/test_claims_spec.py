@@ -4,6 +4,8 @@ and with docs/claims.md's tables."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -74,3 +76,16 @@ def test_docs_threshold_table_is_the_defaults():
     assert {k.removeprefix("claims.") for k in rows} == set(DEFAULT_THRESHOLDS)
     for key, value in DEFAULT_THRESHOLDS.items():
         assert rows[f"claims.{key}"][1] == f"{value:g}", key
+
+
+def test_claims_import_without_torch_or_matplotlib():
+    """The claims job imports matplotlib itself (Agg) for the figure; nothing else does."""
+    code = (
+        "import sys; import goldilocks.claims, goldilocks.claims_report, "
+        "goldilocks.claims_calibration; "
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

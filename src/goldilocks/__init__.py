@@ -1,7 +1,8 @@
 """Goldilocks: curvature at initialisation and trainability of inhomogeneous networks.
 
 The torch-free parts (``variants``, ``grid``, ``cells``, ``registered``, ``config``,
-``io``, ``tables``, ``aggregate``, ``zone``, ``claims``, ``figure_spec``, ``plan``)
+``io``, ``tables``, ``aggregate``, ``zone``, ``claims`` and its parts ``claim_*``,
+``claims_*`` and ``decision``, ``figure_spec``, ``plan``)
 import in milliseconds, because the workflow needs some of them at every parse;
 everything else is loaded on first attribute access, so ``import goldilocks`` alone
 never imports torch. The method these modules compute is written down in
