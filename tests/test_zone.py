@@ -24,6 +24,31 @@ def test_plateau_and_unsorted_input():
     assert (z["lower"], z["upper"]) == (1e-3, 1e3)
 
 
+def test_edges_interpolate_in_log_scale_between_grid_points():
+    """A one-point zone still has a width: each edge is where the curve, linear in log10 of
+    the scale, crosses threshold x peak between the grid point inside and the one outside."""
+    v = np.array([0.0, 0.1, 0.25, 1.0, 0.4, 0.2, 0.0])
+    z = zone_bounds(S, v, 0.5)
+    assert (z["lower"], z["upper"]) == (1.0, 1.0)  # one grid point
+    # lower: 1.0 at 10^0 (in), 0.25 at 10^-1 (out): 0.5 is 2/3 of the way down
+    assert z["lower_edge"] == pytest.approx(10 ** (-2 / 3))
+    # upper: 1.0 at 10^0 (in), 0.4 at 10^1 (out): 0.5 is 5/6 of the way up
+    assert z["upper_edge"] == pytest.approx(10 ** (5 / 6))
+    assert z["width_decades"] == pytest.approx(1.5)
+    assert not z["lower_open"] and not z["upper_open"]
+
+
+def test_edge_at_the_grid_end_is_open_and_a_nan_neighbour_keeps_the_grid_point():
+    v = np.array([0.9, 0.95, 1.0, 0.8, np.nan, 0.9, 0.9])
+    z = zone_bounds(S, v, 0.5)
+    assert (z["lower"], z["lower_edge"], z["lower_open"]) == (1e-3, 1e-3, True)
+    assert (z["upper"], z["upper_edge"], z["upper_open"]) == (1.0, 1.0, False)  # NaN next
+    assert z["width_decades"] == pytest.approx(3.0)
+    none = zone_bounds(S, -np.ones(len(S)), 0.5)
+    assert math.isnan(none["lower_edge"]) and math.isnan(none["width_decades"])
+    assert none["lower_open"] is False and none["upper_open"] is False
+
+
 def test_no_point_above_zero_means_no_zone():
     z = zone_bounds(S, -np.ones(len(S)), 0.5)
     assert math.isnan(z["lower"]) and math.isnan(z["upper"])
@@ -72,6 +97,11 @@ def test_table_uses_seed_means():
         "peak_scale",
         "peak_value",
         "threshold",
+        "lower_edge",
+        "upper_edge",
+        "lower_open",
+        "upper_open",
+        "width_decades",
     ]
     assert (z["threshold"] == 0.5).all()
 

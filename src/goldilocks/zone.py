@@ -3,7 +3,11 @@
 Per architecture, dataset, variant and scaling: the contiguous interval of grid scales
 around the peak where the seed-mean ``Tr(H)/||H||_F`` is at least ``threshold`` times its
 maximum. No zone (NaN bounds) when the maximum is not positive. NaN means (saturated or
-overflowing cells) count as below the threshold, so they end the interval.
+overflowing cells) count as below the threshold, so they end the interval. Beside the grid
+bounds, the zone's edges interpolated in log scale between the last grid scale inside and
+the first outside (:func:`interpolated_edge`), so a zone one grid point wide still has a
+width; an edge at the grid's end is marked open (the curve is still above the threshold
+there, the true edge lies beyond the grid).
 """
 
 from __future__ import annotations
@@ -16,10 +20,32 @@ import pandas as pd
 from goldilocks.tables import ZONE_KEYS
 
 KEYS = list(ZONE_KEYS)
-COLUMNS = [*KEYS, "lower", "upper", "peak_scale", "peak_value", "threshold"]
+COLUMNS = [
+    *KEYS,
+    "lower",
+    "upper",
+    "peak_scale",
+    "peak_value",
+    "threshold",
+    "lower_edge",
+    "upper_edge",
+    "lower_open",
+    "upper_open",
+    "width_decades",
+]
 #: Two scales are the same grid value within this in log10: grid values are stored to
 #: six significant digits (10^-0.75 as 0.177828), and alpha^-L multiplies that rounding.
 LOG_TOL = 1e-5
+
+
+def interpolated_edge(s_in: float, v_in: float, s_out: float, v_out: float, level: float) -> float:
+    """Where the curve crosses ``level`` between a grid scale inside the zone (``v_in >=
+    level``) and its neighbour outside (``v_out < level``): linear in ``v`` against
+    ``log10(scale)``. A NaN neighbour gives the inside scale (no crossing to place)."""
+    if not np.isfinite(v_out):
+        return float(s_in)
+    t = (v_in - level) / (v_in - v_out)
+    return float(10 ** (math.log10(s_in) + t * (math.log10(s_out) - math.log10(s_in))))
 
 
 def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -31,33 +57,65 @@ def zone_bounds(scales: np.ndarray, values: np.ndarray, threshold: float = 0.5) 
         threshold: fraction of the peak value that still counts as in the zone.
 
     Returns:
-        ``lower``, ``upper``, ``peak_scale``, ``peak_value``; the bounds are NaN when
-        there is no zone, the peak NaN only when every value is NaN.
+        ``lower``, ``upper`` (grid scales), ``peak_scale``, ``peak_value``,
+        ``lower_edge``, ``upper_edge`` (interpolated, :func:`interpolated_edge`; the grid
+        bound where the zone reaches the grid's end), ``lower_open``, ``upper_open`` (the
+        zone reaches that end of the grid) and ``width_decades`` (``log10(upper_edge /
+        lower_edge)``); the bounds and edges are NaN (the flags False) when there is no
+        zone, the peak NaN only when every value is NaN.
     """
     order = np.argsort(scales)
     s, v = np.asarray(scales, float)[order], np.asarray(values, float)[order]
-    none = {"lower": math.nan, "upper": math.nan, "peak_scale": math.nan, "peak_value": math.nan}
+    none = {
+        "lower": math.nan,
+        "upper": math.nan,
+        "peak_scale": math.nan,
+        "peak_value": math.nan,
+        "lower_edge": math.nan,
+        "upper_edge": math.nan,
+        "lower_open": False,
+        "upper_open": False,
+        "width_decades": math.nan,
+    }
     if len(v) == 0 or np.all(np.isnan(v)):
         return none
     peak = int(np.nanargmax(v))
     result = {**none, "peak_scale": float(s[peak]), "peak_value": float(v[peak])}
     if not v[peak] > 0:
         return result
-    inside = np.nan_to_num(v, nan=-np.inf) >= threshold * v[peak]
+    level = threshold * v[peak]
+    inside = np.nan_to_num(v, nan=-np.inf) >= level
     lo = peak
     while lo > 0 and inside[lo - 1]:
         lo -= 1
     hi = peak
     while hi < len(v) - 1 and inside[hi + 1]:
         hi += 1
-    return {**result, "lower": float(s[lo]), "upper": float(s[hi])}
+    lower_open, upper_open = lo == 0, hi == len(v) - 1
+    lower_edge = (
+        float(s[lo]) if lower_open else interpolated_edge(s[lo], v[lo], s[lo - 1], v[lo - 1], level)
+    )
+    upper_edge = (
+        float(s[hi]) if upper_open else interpolated_edge(s[hi], v[hi], s[hi + 1], v[hi + 1], level)
+    )
+    return {
+        **result,
+        "lower": float(s[lo]),
+        "upper": float(s[hi]),
+        "lower_edge": lower_edge,
+        "upper_edge": upper_edge,
+        "lower_open": bool(lower_open),
+        "upper_open": bool(upper_open),
+        "width_decades": math.log10(upper_edge / lower_edge),
+    }
 
 
 def goldilocks_zone(curvature: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     """One zone row per (architecture, dataset, variant, scaling) of ``curvature``.
 
-    Columns: the keys, ``lower``, ``upper``, ``peak_scale``, ``peak_value`` (see
-    :func:`zone_bounds`) and ``threshold``, so a saved table says how it was made.
+    Columns: the keys, ``lower``, ``upper``, ``peak_scale``, ``peak_value``, ``threshold``
+    (so a saved table says how it was made), ``lower_edge``, ``upper_edge``,
+    ``lower_open``, ``upper_open`` and ``width_decades`` (see :func:`zone_bounds`).
     """
     rows = []
     for key, group in curvature.groupby(KEYS, sort=True):
