@@ -1,5 +1,7 @@
 """Cells built from the config and from wildcards: keys, alpha, T, lr and identity columns."""
 
+import math
+
 import pytest
 
 from goldilocks.cells import (
@@ -74,14 +76,21 @@ def test_identity_columns_and_the_rates():
     assert joint.description.residual_depth == 2
 
 
-def test_joint_residual_cells_exist_for_residual_only():
+def test_joint_residual_cells_exist_for_every_built_in_variant():
     config = _config()
     config["variants"] = ["homogeneous", "residual", "combined"]
     config["curvature"]["scalings"] = ["joint", "joint_residual"]
     cells = curvature_cells(config)
-    assert {c.variant for c in cells if c.scaling == "joint_residual"} == {"residual"}
+    joint_small = [c for c in cells if c.scaling == "joint_residual"]
+    assert {c.variant for c in joint_small} == {"homogeneous", "residual", "combined"}
     assert len([c for c in cells if c.scaling == "joint"]) == 3 * 3 * 2
-    assert len([c for c in cells if c.scaling == "joint_residual"]) == 3 * 2
+    assert len(joint_small) == 3 * 3 * 2
+    m = {
+        c.variant: round(math.log10(c.temperature) / math.log10(c.alpha))
+        for c in joint_small
+        if c.alpha != 1
+    }
+    assert m == {"homogeneous": 3, "residual": 2, "combined": 1}
 
 
 def test_training_pairs_limit_the_training_cells_only():

@@ -126,12 +126,18 @@ def finished_run(tmp_path_factory):
 
 def test_tiny_grid_end_to_end(finished_run):
     workdir, proc = finished_run
-    # 2 variants x 3 scalings x 3 scales, and joint_residual for residual only.
-    assert jobs_run(proc, "curvature") == 2 * 3 * 3 + 3
+    # 2 variants x 4 scalings (joint_residual: T = alpha^m for both) x 3 scales.
+    assert jobs_run(proc, "curvature") == 2 * 4 * 3
     assert jobs_run(proc, "train") == 2 * 2
     curvature = pd.read_parquet(workdir / "results/curvature.parquet")
-    assert len(curvature) == 21
-    assert set(curvature.loc[curvature["scaling"] == "joint_residual", "variant"]) == {"residual"}
+    assert len(curvature) == 24
+    joint_small = curvature[curvature["scaling"] == "joint_residual"]
+    assert set(joint_small["variant"]) == {"homogeneous", "residual"}
+    # the small-alpha side table: measured m against the declared one (3 and 2)
+    small = pd.read_parquet(workdir / "results/small_alpha.parquet")
+    m = small.groupby("variant")[["declared_m", "measured_m"]].first()
+    assert m["declared_m"].to_dict() == {"homogeneous": 3, "residual": 2}
+    assert (m["measured_m"] - m["declared_m"]).abs().max() < 0.01
     assert set(CURVATURE_COLUMNS) <= set(curvature.columns)
     assert not curvature["nonfinite"].any()
     # |Tr/||H||_F| <= sqrt(d) with d = curvature.subspace_dim = 10.

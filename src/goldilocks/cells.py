@@ -155,6 +155,18 @@ def kl_variants(config: Mapping, architecture: str) -> list[str]:
     return out
 
 
+def small_alpha_variants(config: Mapping, architecture: str) -> list[str]:
+    """The small-alpha side table's variants of a pair: those with a small-alpha exponent
+    ``m`` (every built-in), when ``joint_residual`` is a curvature scaling; else none."""
+    if "joint_residual" not in config["curvature"]["scalings"]:
+        return []
+    return [
+        v
+        for v in variants_of(config, architecture)
+        if describe(architecture, v).small_alpha_exponent is not None
+    ]
+
+
 def _pairs(config: Mapping) -> list[tuple[str, str]]:
     return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
 

@@ -32,6 +32,8 @@ INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
 #: A registered model's config entry; its init jobs read it (rule model_spec).
 MODEL_SPEC = "results/models/{architecture}.json"
 KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
+#: The small-alpha side table of one pair (logit norm, input-dependent share, measured m).
+SMALL_ALPHA_TABLE = "results/small_alpha/{architecture}_{dataset}.parquet"
 #: Training checkpoints: side files of running train jobs, deleted when the cell finishes.
 CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
     ".parquet", ".pt"
@@ -88,6 +90,14 @@ class Plan:
             for pair in self.pairs
         }
         self.kl_pairs = [pair for pair in self.pairs if self.kl_cells[pair]]
+        #: The small-alpha side table: per pair, its variants with an m, every seed.
+        self.small_alpha_cells = {
+            pair: [
+                (v, s) for v in cells.small_alpha_variants(config, pair[0]) for s in config["seeds"]
+            ]
+            for pair in self.pairs
+        }
+        self.small_alpha_pairs = [p for p in self.pairs if self.small_alpha_cells[p]]
 
     # -- cells and tables ---------------------------------------------------------------
 
@@ -119,6 +129,20 @@ class Plan:
     def kl_tables(self) -> list[str]:
         """Figure 3's table of every pair that has LayerNorm variants."""
         return [KL_TABLE.format(architecture=a, dataset=d) for a, d in self.kl_pairs]
+
+    def small_alpha_tables(self) -> list[str]:
+        """The small-alpha side table of every pair that has variants with an m."""
+        return [
+            SMALL_ALPHA_TABLE.format(architecture=a, dataset=d) for a, d in self.small_alpha_pairs
+        ]
+
+    def small_alpha_grids(self, architecture: str) -> dict[str, list[float]]:
+        """Per variant of the side table, the alphas of its joint_residual grid."""
+        scales = self.config["curvature"]["scales"]
+        return {
+            v: grid.scales_of(scales, "joint_residual", variants.describe(architecture, v))
+            for v in cells.small_alpha_variants(self.config, architecture)
+        }
 
     # -- figures ------------------------------------------------------------------------
 
