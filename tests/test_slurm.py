@@ -47,9 +47,9 @@ TARGETS = ("results/curvature.parquet", "results/training.parquet")
 TOLERANCE = {"curvature": (1e-9, 1e-9), "training": (1e-4, 1e-6)}
 KEYS = ("architecture", "dataset", "variant", "scaling", "scale", "seed")
 PROFILE = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-# The tiny grid has 21 curvature cells: groups of 11 (instead of the profile's 20) run
+# The tiny grid has 24 curvature cells: groups of 12 (instead of the profile's 20) run
 # as two group jobs side by side on the two-CPU test node, halving the wall time.
-GROUP_SIZE = 11
+GROUP_SIZE = 12
 BATCHED = ROOT / "workflow/slurm_batched.py"
 # A curvature cell's row file (its layer ratios end in .layers.parquet).
 ROW = re.compile(r"_seed\d+\.parquet$")

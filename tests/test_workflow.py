@@ -277,7 +277,7 @@ def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tm
     proc = snakemake(copy)
     assert jobs_run(proc, "curvature") == 2  # one new scale x two variants x one seed
     assert jobs_run(proc, "train") == 0 and jobs_run(proc, "init") == 0
-    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 23
+    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 26
 
 
 def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
@@ -311,9 +311,9 @@ def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
         "all",
     }
     assert presentation["aggregate_curvature"] == 4  # the zone of each scaling
-    # curvature.dtype: the 21 curvature cells, not the 4 training cells nor the inits.
+    # curvature.dtype: the 24 curvature cells, not the 4 training cells nor the inits.
     result = changed(curvature={"dtype": "float32"})
-    assert result["curvature"] == 21 and "train" not in result and "init" not in result
+    assert result["curvature"] == 24 and "train" not in result and "init" not in result
 
 
 def test_bad_config_is_one_line_before_any_job(tmp_path):
