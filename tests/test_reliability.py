@@ -25,8 +25,8 @@ LONG = yaml.safe_load(yaml.safe_dump(TINY))
 # Curvature along training at every logged epoch: a resumed cell must reproduce it too.
 LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5, curvature_every=20)
 for grid in LONG["curvature"]["scales"].values():
-    grid["num"] = 1  # 8 curvature cells: 2 variants x 4 scalings (joint_residual for both)
-N_CURVATURE = 8
+    grid["num"] = 1  # 7 curvature cells: 2 variants x 3 scalings, joint_residual for residual
+N_CURVATURE = 7  # (homogeneous's joint_residual curve is its joint cells: m = k)
 CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
 
 
@@ -168,7 +168,7 @@ def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
 
     curvature = pd.read_parquet(tmp_path / "results/curvature.parquet")
     extreme = curvature["scale"] == 1e120
-    assert extreme.sum() == 6  # alpha, joint and joint_residual, two variants
+    assert extreme.sum() == 6  # alpha, joint and joint_residual (homogeneous's: joint's rows)
     assert curvature.loc[extreme, "nonfinite"].all()
     assert curvature.loc[extreme, "hessian_trace_ratio"].isna().all()
     assert not curvature.loc[~extreme, "nonfinite"].any()

@@ -47,9 +47,9 @@ TARGETS = ("results/curvature.parquet", "results/training.parquet")
 TOLERANCE = {"curvature": (1e-9, 1e-9), "training": (1e-4, 1e-6)}
 KEYS = ("architecture", "dataset", "variant", "scaling", "scale", "seed")
 PROFILE = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-# The tiny grid has 24 curvature cells: groups of 12 (instead of the profile's 20) run
+# The tiny grid has 21 curvature cells: groups of 11 (instead of the profile's 20) run
 # as two group jobs side by side on the two-CPU test node, halving the wall time.
-GROUP_SIZE = 12
+GROUP_SIZE = 11
 BATCHED = ROOT / "workflow/slurm_batched.py"
 # A curvature cell's row file (its layer ratios end in .layers.parquet).
 ROW = re.compile(r"_seed\d+\.parquet$")
@@ -420,8 +420,9 @@ def test_cancelled_batched_slice_resumes_without_recomputing(scratch_root):
     )
     total = len(cell_rows(workdir))
     print(f"\nslice cancelled with {len(kept)} of {total} cells done; resume computed {computed}")
-    # 2 variants x 4 scalings (joint_residual for both) x 15 scales.
-    assert total == 2 * 4 * 15 == len(pd.read_parquet(workdir / target))
+    # 2 variants x 3 scalings x 15 scales, and residual's joint_residual (15): homogeneous's
+    # joint_residual curve is its joint cells (m = k), 15 more rows in the table.
+    assert total == 2 * 3 * 15 + 15 == len(pd.read_parquet(workdir / target)) - 15
     assert 5 <= len(kept) < total
     assert computed == total - len(kept)
 

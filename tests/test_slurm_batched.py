@@ -107,9 +107,9 @@ def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
         check=True,
     )
     jobs = sb.due_jobs(dry.stdout)
-    # tiny: 2 variants x 4 scalings (joint_residual for both) x 3 scales;
-    # 2 variants x 2 temperatures training cells.
-    assert len(jobs["curvature"]) == 24 and len(jobs["train"]) == 4
+    # tiny: 2 variants x 3 scalings x 3 scales + residual's joint_residual 3 (homogeneous's
+    # is its joint cells, m = k); 2 variants x 2 temperatures training cells.
+    assert len(jobs["curvature"]) == 21 and len(jobs["train"]) == 4
     assert len(jobs["init"]) == 2 and len(jobs["data"]) == 1
     for row, layers in jobs["curvature"]:
         assert layers == row.replace(".parquet", ".layers.parquet")
@@ -215,11 +215,11 @@ def test_several_configfiles_are_merged_in_order(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # a.yaml: homogeneous only (4 scalings x 3 scales, joint_residual's m = 3); b.yaml after it:
-    # two seeds. (Passed as two --configfile options, Snakemake kept only b.yaml: 48.)
+    # a.yaml: homogeneous only (3 scalings x 3 scales; joint_residual is joint); b.yaml after it:
+    # two seeds. (Passed as two --configfile options, Snakemake kept only b.yaml: 42.)
     due = dict(
         re.findall(
             r"(\w+) (\d+)", result.stdout.split("due (Snakemake dry run):")[1].splitlines()[0]
         )
     )
-    assert due["init"] == "2" and due["curvature"] == str(4 * 3 * 2), result.stdout[:500]
+    assert due["init"] == "2" and due["curvature"] == str(3 * 3 * 2), result.stdout[:500]

@@ -126,13 +126,20 @@ def finished_run(tmp_path_factory):
 
 def test_tiny_grid_end_to_end(finished_run):
     workdir, proc = finished_run
-    # 2 variants x 4 scalings (joint_residual: T = alpha^m for both) x 3 scales.
-    assert jobs_run(proc, "curvature") == 2 * 4 * 3
+    # 2 variants x 3 scalings x 3 scales, and residual's joint_residual (T = alpha^2);
+    # homogeneous's (T = alpha^3 = alpha^k) is its joint cells, relabelled in the table.
+    assert jobs_run(proc, "curvature") == 2 * 3 * 3 + 3
     assert jobs_run(proc, "train") == 2 * 2
     curvature = pd.read_parquet(workdir / "results/curvature.parquet")
     assert len(curvature) == 24
     joint_small = curvature[curvature["scaling"] == "joint_residual"]
     assert set(joint_small["variant"]) == {"homogeneous", "residual"}
+    joint = curvature[curvature["scaling"] == "joint"]
+    same = ["scale", "alpha", "temperature", "hessian_trace_ratio"]
+    pd.testing.assert_frame_equal(
+        joint_small.loc[joint_small["variant"] == "homogeneous", same].reset_index(drop=True),
+        joint.loc[joint["variant"] == "homogeneous", same].reset_index(drop=True),
+    )
     # the small-alpha side table: measured m against the declared one (3 and 2)
     small = pd.read_parquet(workdir / "results/small_alpha.parquet")
     m = small.groupby("variant")[["declared_m", "measured_m"]].first()
@@ -311,9 +318,9 @@ def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
         "all",
     }
     assert presentation["aggregate_curvature"] == 4  # the zone of each scaling
-    # curvature.dtype: the 24 curvature cells, not the 4 training cells nor the inits.
+    # curvature.dtype: the 21 curvature cells, not the 4 training cells nor the inits.
     result = changed(curvature={"dtype": "float32"})
-    assert result["curvature"] == 24 and "train" not in result and "init" not in result
+    assert result["curvature"] == 21 and "train" not in result and "init" not in result
 
 
 def test_bad_config_is_one_line_before_any_job(tmp_path):

@@ -146,8 +146,8 @@ TWO_PAIRS["training"]["pairs"] = [{"architecture": "lenet300100", "dataset": "sy
 def test_training_pairs_limit_training_and_its_figures(tmp_path):
     write_config(tmp_path, TWO_PAIRS)
     planned = dry_run_jobs(tmp_path)
-    # Curvature for both pairs (24 cells each), training for the trained pair only.
-    assert planned["curvature"] == 2 * 24 and planned["train"] == 4
+    # Curvature for both pairs (21 cells each), training for the trained pair only.
+    assert planned["curvature"] == 2 * 21 and planned["train"] == 4
     assert planned["aggregate_training"] == 1 and planned["figure_1"] == 2
     assert planned["figure_2"] == planned["figure_5"] == planned["figure_7"] == 1
     target = "results/figures/fig2_lenet5_synthetic.png"  # the job draws .pdf and .png
@@ -176,4 +176,4 @@ def test_gpu_profile_plans_every_job(tmp_path):
     write_config(tmp_path, TINY)
     profile = str(ROOT / "profiles/gpu")
     planned = dry_run_jobs(tmp_path, "--workflow-profile", profile)
-    assert planned["curvature"] == 24 and planned["train"] == 4
+    assert planned["curvature"] == 21 and planned["train"] == 4

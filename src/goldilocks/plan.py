@@ -69,6 +69,8 @@ class Plan:
     def __init__(self, config: Mapping):
         self.config = config
         self.curvature_cells = cells.curvature_cells(config)
+        #: joint cells that also make the joint_residual curve of a variant with m = k.
+        self.shared_cells = cells.shared_curvature_cells(config)
         self.train_cells = cells.train_cells(config)
         self.pairs = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
         self.training = bool(self.train_cells)
@@ -76,7 +78,8 @@ class Plan:
         self.trained_pairs = grid.unique(cells.trained_pairs(config)) if self.training else []
         #: The (architecture, dataset, scaling) parts that have cells, per stage.
         self.parts = {
-            "curvature": {(c.architecture, c.dataset, c.scaling) for c in self.curvature_cells},
+            "curvature": {(c.architecture, c.dataset, c.scaling) for c in self.curvature_cells}
+            | {(c.architecture, c.dataset, "joint_residual") for c in self.shared_cells},
             "training": {(c.architecture, c.dataset, c.scaling) for c in self.train_cells},
         }
         #: Configured scalings with curvature cells (the zone) and with training cells.
@@ -102,10 +105,15 @@ class Plan:
     # -- cells and tables ---------------------------------------------------------------
 
     def cells_of(self, stage: str, architecture: str, dataset: str, scaling: str) -> list:
-        """The ``stage`` (curvature or training) cells of one pair and scaling."""
+        """The ``stage`` (curvature or training) cells of one pair and scaling; for
+        ``joint_residual`` also the joint cells of the variants with m = k
+        (:func:`goldilocks.cells.borrows_joint`)."""
         of = self.curvature_cells if stage == "curvature" else self.train_cells
         keys = (architecture, dataset, scaling)
-        return [c for c in of if (c.architecture, c.dataset, c.scaling) == keys]
+        own = [c for c in of if (c.architecture, c.dataset, c.scaling) == keys]
+        if stage == "curvature" and scaling == "joint_residual":  # m = k: the joint cells
+            own += [c for c in self.shared_cells if (c.architecture, c.dataset) == keys[:2]]
+        return own
 
     def table_parts(
         self, kind: str, scalings: Iterable[str] | None = None, pair: tuple[str, str] | None = None
