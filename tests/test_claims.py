@@ -857,3 +857,20 @@ def test_alignment_claims_on_test_accuracy_read_test_acc():
     assert verdict(run("curvature_ranks_test", tables), "bias", "temperature") == N
     no_test = _with(tables, "training", flipped.drop(columns="test_acc"))
     assert verdict(run("best_test_in_zone", no_test), "bias", "temperature") == U
+
+
+def test_temperature_probe_more_robust():
+    """The paper world: every inhomogeneous alpha zone is pushed off the homogeneous one
+    (the alpha curves break at small alpha), every T zone sits on it."""
+    r = run("temperature_probe_more_robust", world())
+    assert set(r["variant"]) == set(claims.INHOMOGENEOUS) and (r["verdict"] == S).all()
+    assert (r["value"] > 0).all()
+    # the same curve under alpha as under T (mapped by T = alpha^-k): no difference
+    curves = default_curves()
+    for v in claims.INHOMOGENEOUS:
+        k = k_of(v)
+        curves[(v, "alpha")] = lambda x, f=curves[(v, "temperature")], k=k: f(-k * x)
+    r = run("temperature_probe_more_robust", world(curves))
+    assert (r["verdict"] == N).all() and (r["value"] == 0).all()  # ties are exactly 0
+    no_zone = drop(world(), "curvature", variant="homogeneous", scaling="alpha")
+    assert (run("temperature_probe_more_robust", no_zone)["verdict"] == U).all()

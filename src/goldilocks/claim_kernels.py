@@ -244,8 +244,11 @@ def effective_spread(y, retained, flat: float, share_min: float) -> Value:
 def shift_difference(alpha_v, alpha_ref, temperature_v, temperature_ref) -> Value:
     """|alpha_v - alpha_ref| - |temperature_v - temperature_ref|: how much further a
     variant's zone sits from the reference's under alpha than under T (both in decades
-    of the equivalent temperature; NaN where one is missing)."""
+    of the equivalent temperature; NaN where one is missing), to 1e-4 decades."""
     values = np.array([alpha_v, alpha_ref, temperature_v, temperature_ref], float)
     if not np.isfinite(values).all():
         return math.nan, False
-    return float(abs(values[0] - values[1]) - abs(values[2] - values[3])), False
+    # Rounded to 1e-4 decades: the grids store six significant digits (log10 errors of
+    # about 1e-6), so equal distances on the grid stay equal (0, not +-1e-7).
+    value = abs(values[0] - values[1]) - abs(values[2] - values[3])
+    return float(np.round(value, 4)) + 0.0, False
