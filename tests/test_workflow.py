@@ -161,7 +161,7 @@ def test_tiny_grid_end_to_end(finished_run):
     assert (start["hessian_trace_ratio_x"] - start["hessian_trace_ratio_y"]).abs().max() < 1e-4
     assert training["hessian_trace_ratio"].notna().all()
     zone = pd.read_parquet(workdir / "results/goldilocks_zone.parquet")
-    assert len(zone) == 2 * 3 + 1
+    assert len(zone) == 2 * 4  # joint_residual for both (homogeneous's: its joint cells)
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
     assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
     # The claims, every one with a verdict (most not testable on this tiny grid; one
