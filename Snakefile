@@ -1,4 +1,4 @@
-# Goldilocks pipeline: data -> init -> curvature, kl, train -> aggregate -> figures, claims.
+# Goldilocks pipeline: data -> init -> curvature, kl, small_alpha, train -> aggregate -> figures, claims.
 # Table of contents only; the stages live in workflow/rules/, the science in src/.
 import sys
 from pathlib import Path
@@ -21,6 +21,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/init.smk"
 include: "workflow/rules/curvature.smk"
 include: "workflow/rules/kl.smk"
+include: "workflow/rules/small_alpha.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"

@@ -77,7 +77,7 @@ def main() -> None:
         init = InitialState.load(init_path)
         description = describe(arch, variant)
         for scaling in config["curvature"]["scalings"]:
-            if not applies(scaling, description):  # joint_residual: residual only
+            if not applies(scaling, description):  # joint_residual: variants with an m
                 continue
             grid = scales_of(config["curvature"]["scales"], scaling, description)
             for scale in (grid[0], grid[len(grid) // 2], grid[-1]):

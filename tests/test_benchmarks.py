@@ -139,9 +139,9 @@ def test_benchmarks_on_a_missing_gpu_say_so_in_one_line():
 
 @pytest.mark.rehearsal
 def test_precision_benchmark_runs_on_a_config_with_joint_residual(tmp_path):
-    """precision.py walks every variant x scaling of a run: joint_residual only where it
-    applies (it raised on the first variant without a skip), config merged over
-    config.yaml as Snakemake merges it."""
+    """precision.py walks every variant x scaling of a run (joint_residual where it
+    applies: every built-in variant), config merged over config.yaml as Snakemake
+    merges it."""
     snakemake = str(Path(sys.executable).parent / "snakemake")
     inits = [
         f"results/init/lenet300100_synthetic/{v}/seed0.pt" for v in ("homogeneous", "residual")
@@ -161,7 +161,7 @@ def test_precision_benchmark_runs_on_a_config_with_joint_residual(tmp_path):
     rows = [ln.split() for ln in run.stdout.splitlines() if ln.startswith(("homog", "resid"))]
     scalings = {(r[0], r[1]) for r in rows}
     assert ("residual", "joint_residual") in scalings
-    assert ("homogeneous", "joint_residual") not in scalings and len(rows) == 3 * 7
+    assert ("homogeneous", "joint_residual") in scalings and len(rows) == 3 * 8
 
 
 def _pilot():

@@ -1,5 +1,7 @@
 """Cells built from the config and from wildcards: keys, alpha, T, lr and identity columns."""
 
+import math
+
 import pytest
 
 from goldilocks.cells import (
@@ -9,6 +11,7 @@ from goldilocks.cells import (
     TrainCell,
     batch_limit,
     curvature_cells,
+    shared_curvature_cells,
     train_cells,
     trained_pairs,
 )
@@ -74,14 +77,32 @@ def test_identity_columns_and_the_rates():
     assert joint.description.residual_depth == 2
 
 
-def test_joint_residual_cells_exist_for_residual_only():
+def test_joint_residual_for_every_variant_borrowing_the_joint_cells_where_m_is_k():
     config = _config()
-    config["variants"] = ["homogeneous", "residual", "combined"]
+    config["variants"] = ["homogeneous", "residual", "combined", "layernorm"]
     config["curvature"]["scalings"] = ["joint", "joint_residual"]
     cells = curvature_cells(config)
-    assert {c.variant for c in cells if c.scaling == "joint_residual"} == {"residual"}
-    assert len([c for c in cells if c.scaling == "joint"]) == 3 * 3 * 2
-    assert len([c for c in cells if c.scaling == "joint_residual"]) == 3 * 2
+    own = [c for c in cells if c.scaling == "joint_residual"]
+    # m != k: cells of their own (residual m = 2, k = 4; layernorm m = 3, k = 1)
+    assert {c.variant for c in own} == {"residual", "layernorm"}
+    assert len([c for c in cells if c.scaling == "joint"]) == 4 * 3 * 2
+    m = {
+        c.variant: round(math.log10(c.temperature) / math.log10(c.alpha))
+        for c in own
+        if c.alpha != 1
+    }
+    assert m == {"residual": 2, "layernorm": 3}
+    # m = k (homogeneous 3, combined 1): the joint cells are the curve
+    shared = shared_curvature_cells(config)
+    assert {(c.variant, c.scaling) for c in shared} == {
+        ("homogeneous", "joint"),
+        ("combined", "joint"),
+    }
+    assert len(shared) == 2 * 3 * 2
+    # without joint configured, every variant computes its own
+    config["curvature"]["scalings"] = ["joint_residual"]
+    alone = curvature_cells(config)
+    assert len(alone) == 4 * 3 * 2 and shared_curvature_cells(config) == []
 
 
 def test_training_pairs_limit_the_training_cells_only():

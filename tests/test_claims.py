@@ -63,6 +63,12 @@ def default_curves() -> dict:
             )
             curves[(v, "joint")] = lambda x, p=peak: np.where(x >= 0, p, p - 2.0)
     curves[("residual", "joint_residual")] = lambda x: np.where(x <= 0, 2.0, 2.0 + x)
+    # T = alpha^m of the others: flat over input-independent logits where a bias
+    # dominates (see small_alpha_table), not flat for the LayerNorm variants
+    for v in ("bias", "combined", "combined_affine"):
+        curves[(v, "joint_residual")] = lambda x: np.full_like(x, 1.0)
+    for v in ("layernorm", "layernorm_affine"):
+        curves[(v, "joint_residual")] = lambda x: np.where(x <= 0, 0.5 + 0.2 * x, 0.5)
     return curves
 
 
@@ -161,13 +167,41 @@ def kl_table(rel=lambda alpha: np.where(alpha >= 1e-2, 1e-6, 0.5), variants=LN) 
     return pd.DataFrame(rows)
 
 
-def world(curves=None, accuracy=None, kl=None) -> dict:
+def input_independent(variant: str, alpha):
+    """Retained input-dependent share: a bias makes the logits input-independent as
+    alpha -> 0 (alpha^4 here), the others keep theirs (1)."""
+    alpha = np.asarray(alpha, float)
+    if "bias" in variant or "combined" in variant:
+        return np.minimum(1.0, alpha**4)
+    return np.ones_like(alpha)
+
+
+def small_alpha_table(share=input_independent) -> pd.DataFrame:
+    rows = []
+    for variant, seed in itertools.product(claims.VARIANTS, SEEDS):
+        for x in grid(variant, "joint_residual", 9):
+            alpha = 10.0**x
+            rows.append(
+                {
+                    **PAIR,
+                    "variant": variant,
+                    "seed": seed,
+                    "alpha": alpha,
+                    "input_share_rel": float(share(variant, alpha)),
+                    "window": False,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def world(curves=None, accuracy=None, kl=None, small_alpha=None) -> dict:
     curvature = curvature_table(curves or default_curves())
     return {
         "curvature": curvature,
         "zone": goldilocks_zone(curvature),
         "training": training_table(accuracy or default_accuracy()),
         "kl": kl_table() if kl is None else kl,
+        "small_alpha": small_alpha_table() if small_alpha is None else small_alpha,
     }
 
 
@@ -404,7 +438,7 @@ def test_joint_flat_large_alpha_and_breaks_small_alpha():
 
 def test_residual_small_alpha_recoverable():
     r = run("residual_small_alpha_recoverable", world())
-    assert verdict(r, "residual") == S and "under joint (T = alpha^L)" in r["statistic"][0]
+    assert verdict(r, "residual") == S and "under joint (T = alpha^k)" in r["statistic"][0]
     curves = default_curves()
     curves[("residual", "joint_residual")] = lambda x: 2.0 + x
     assert verdict(run("residual_small_alpha_recoverable", world(curves)), "residual") == N
@@ -417,6 +451,25 @@ def test_residual_small_alpha_recoverable():
         world(curves), "curvature", "hessian_trace_ratio", lambda f: f["scale"] < 0.01
     )  # leaves alpha 10^-1.5 only: one point, no spread
     assert verdict(run("residual_small_alpha_recoverable", nan), "residual") == U
+    # flat but input-independent: not recoverable
+    lost = small_alpha_table(lambda v, a: np.full_like(np.asarray(a, float), 0.1))
+    r = run("residual_small_alpha_recoverable", world(small_alpha=lost))
+    assert verdict(r, "residual") == N and row(r, "residual")["value"] == pytest.approx(2.5)
+    no_table = run("residual_small_alpha_recoverable", {**world(), "small_alpha": None})
+    assert verdict(no_table, "residual") == U and "no small_alpha table" in no_table["statistic"][0]
+
+
+def test_small_alpha_recoverable_only_residual():
+    r = run("small_alpha_recoverable_only_residual", world())
+    assert set(r["variant"]) == set(claims.INHOMOGENEOUS) - {"residual"}
+    assert (r["verdict"] == S).all()
+    # bias: flat, so only the input dependence makes it not recoverable
+    assert "least input-dependent share" in row(r, "bias")["statistic"]
+    assert row(r, "bias")["value"] == pytest.approx(10 * 0.5)  # capped: alpha^4 is tiny
+    keeps = small_alpha_table(lambda v, a: np.ones_like(np.asarray(a, float)))
+    r = run("small_alpha_recoverable_only_residual", world(small_alpha=keeps))
+    assert verdict(r, "bias") == N and verdict(r, "combined") == N  # flat and input-dependent
+    assert verdict(r, "layernorm") == S  # still not flat
 
 
 def test_layernorm_peak_lower():
@@ -788,3 +841,36 @@ def test_differ_needs_the_seeds_to_agree_on_the_direction():
     flipped = row(run("inhomogeneous_alpha_temperature_differ", tables), "bias")
     assert flipped["verdict"] == claims.INCONCLUSIVE and flipped["seeds_passing"] == 2
     assert min(flipped["value_per_seed"]) < -0.25 < 0.25 < max(flipped["value_per_seed"])
+
+
+def test_alignment_claims_on_test_accuracy_read_test_acc():
+    tables = world()
+    for claim in ("zone_aligned_with_test", "best_test_in_zone", "curvature_ranks_test"):
+        r = run(claim, tables)
+        assert (r["verdict"] == S).all() and "test accuracy" in r["statistic"][0], claim
+    # test accuracy that falls where train accuracy peaks: the train claim still holds
+    flipped = tables["training"].copy()
+    flipped["test_acc"] = 1.0 - flipped["train_acc"]
+    tables = _with(tables, "training", flipped)
+    assert verdict(run("zone_aligned_with_training", tables), "bias", "temperature") == S
+    assert verdict(run("zone_aligned_with_test", tables), "bias", "temperature") == N
+    assert verdict(run("curvature_ranks_test", tables), "bias", "temperature") == N
+    no_test = _with(tables, "training", flipped.drop(columns="test_acc"))
+    assert verdict(run("best_test_in_zone", no_test), "bias", "temperature") == U
+
+
+def test_temperature_probe_more_robust():
+    """The paper world: every inhomogeneous alpha zone is pushed off the homogeneous one
+    (the alpha curves break at small alpha), every T zone sits on it."""
+    r = run("temperature_probe_more_robust", world())
+    assert set(r["variant"]) == set(claims.INHOMOGENEOUS) and (r["verdict"] == S).all()
+    assert (r["value"] > 0).all()
+    # the same curve under alpha as under T (mapped by T = alpha^-k): no difference
+    curves = default_curves()
+    for v in claims.INHOMOGENEOUS:
+        k = k_of(v)
+        curves[(v, "alpha")] = lambda x, f=curves[(v, "temperature")], k=k: f(-k * x)
+    r = run("temperature_probe_more_robust", world(curves))
+    assert (r["verdict"] == N).all() and (r["value"] == 0).all()  # ties are exactly 0
+    no_zone = drop(world(), "curvature", variant="homogeneous", scaling="alpha")
+    assert (run("temperature_probe_more_robust", no_zone)["verdict"] == U).all()

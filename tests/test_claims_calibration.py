@@ -35,7 +35,7 @@ def test_claim_is_calibrated(spec):
 def test_generators_hit_their_true_value_without_noise(monkeypatch):
     """Each generator's noiseless statistic is the true value it is asked for (so the
     null really sits at the threshold)."""
-    noise = ("OFFSET_SD", "NOISE_SD", "ACC_OFFSET_SD", "ACC_NOISE_SD", "ROUNDING_SD")
+    noise = ("OFFSET_SD", "NOISE_SD", "ACC_OFFSET_SD", "ACC_NOISE_SD", "ROUNDING_SD", "ZONE_SD")
     for name in (*noise, "LOG_OFFSET_SD", "LOG_NOISE_SD"):
         monkeypatch.setattr(claims_calibration, name, 0.0)
     th = resolve_thresholds(None)
@@ -44,6 +44,8 @@ def test_generators_hit_their_true_value_without_noise(monkeypatch):
         "identity_spread": 0.3,
         "identity_gap": 0.3,
         "spread_4": 0.3,
+        "recoverable_4": 0.3,
+        "zone_shift": 0.3,
         "departure": 0.3,
         "peak": 0.3,
         "minimum": -0.3,

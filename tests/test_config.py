@@ -216,6 +216,7 @@ RULE_STAGES = {
     "init": "init",
     "curvature": "curvature",
     "kl": "kl",
+    "small_alpha": "small_alpha",
     "train": "train",
     "aggregate_curvature": "tables",
     "aggregate_training": "tables",

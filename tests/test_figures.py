@@ -239,13 +239,15 @@ def test_joint_residual_is_a_second_joint_curve_in_figure_1_and_its_own_rows_in_
     curvature = curvature_table()
     extra = curvature[(curvature["scaling"] == "joint") & (curvature["variant"] == "layernorm")]
     extra = extra.assign(scaling="joint_residual", hessian_trace_ratio=-0.5)
+    extra = extra.assign(alpha=extra["scale"], temperature=extra["scale"] ** 3)  # m = 3
     both = pd.concat([curvature, extra], ignore_index=True)
     fig = figures.figure_1(both, goldilocks_zone(both))
     render(fig)
     assert len(fig.axes) == 3 * len(VARIANTS)  # no row of its own
     joint_ln = fig.axes[1 * len(VARIANTS) + 1]  # joint row, layernorm column
     labels = joint_ln.get_legend_handles_labels()[1]
-    assert len(labels) == 2 and "L-" in labels[1]
+    # labelled with m, read off the rows' (alpha, T = alpha^3)
+    assert len(labels) == 2 and labels[1] == r"$T=\alpha^{3}$ (m)"
     assert not fig.axes[1 * len(VARIANTS)].get_legend_handles_labels()[1]  # homogeneous: one
     fig6 = figures.figure_6(both)
     render(fig6)

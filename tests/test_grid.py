@@ -93,14 +93,19 @@ def test_lr_factor_is_alpha_to_the_two_minus_k():
             assert lr_factor("alpha", 0.3, arch, variant) == 0.3 ** (2 - k)
 
 
-def test_joint_residual_uses_the_small_alpha_exponent_and_only_where_defined():
+def test_joint_residual_uses_the_small_alpha_exponent_of_every_variant():
     from goldilocks.grid import applies
+    from goldilocks.registered import RegisteredDescription
+    from goldilocks.variants import Variant
 
     assert alpha_and_temperature("joint_residual", 10.0, "lenet300100", "residual") == (10.0, 100.0)
     assert alpha_and_temperature("joint_residual", 10.0, "lenet5", "residual") == (10.0, 1e4)
-    assert applies("joint_residual", describe("resnet4", "residual"))
-    for variant in ("homogeneous", "bias", "layernorm", "combined", "combined_affine"):
-        assert not applies("joint_residual", describe("lenet300100", variant))
-        assert applies("joint", describe("lenet300100", variant))
-    with pytest.raises(ValueError, match="joint_residual needs a skip without LayerNorm"):
-        alpha_and_temperature("joint_residual", 10.0, "lenet300100", "combined")
+    # m = L without a skip or bias (LayerNorm included), 1 with a bias
+    assert alpha_and_temperature("joint_residual", 10.0, "lenet300100", "layernorm")[1] == 1e3
+    assert alpha_and_temperature("joint_residual", 10.0, "lenet300100", "bias")[1] == 10.0
+    assert alpha_and_temperature("joint_residual", 10.0, "lenet300100", "combined")[1] == 10.0
+    for variant in ("homogeneous", "bias", "residual", "layernorm", "combined_affine"):
+        assert applies("joint_residual", describe("lenet300100", variant))
+    # a registered variant without m (no skip) has no joint_residual curve
+    plain = RegisteredDescription("mine", Variant("plain"), 3, 0, output_exponent=3)
+    assert not applies("joint_residual", plain) and applies("joint", plain)

@@ -58,3 +58,30 @@ def test_pair_table_has_one_row_per_variant_seed_and_alpha():
     # L = 3 (layernorm) and 4 (combined): alphas 10^{-3, 0, 3} and 10^{-4, 0, 4}.
     assert len(table) == 2 * 2 * 3 and (table["batch_size"] == 8).all()
     assert sorted(set(table[table["variant"] == "combined"]["alpha"])) == [1e-4, 1.0, 1e4]
+
+
+def test_small_alpha_table_measures_m_and_the_input_dependent_share():
+    """Declared m against the measured slope at alpha = 1e-9..1e-7 for every variant
+    (lenet300100: homogeneous 3, bias 1, residual 2, layernorm 3, combined 1), and the
+    retained input-dependent share: 1 for homogeneous, of order 1 for residual and
+    LayerNorm, near 0 where a bias dominates."""
+    from goldilocks.data import prepare
+    from goldilocks.initial import draw
+    from goldilocks.output_scaling import small_alpha_table
+
+    data = prepare("synthetic", [], "unused")
+    names = ("homogeneous", "bias", "residual", "layernorm", "combined")
+    states = {(v, 0): draw("lenet300100", "synthetic", v, 0, data, 16, 4) for v in names}
+    table = small_alpha_table("lenet300100", "synthetic", states, {v: [1e-3, 1.0] for v in names})
+    assert len(table) == len(names) * (2 + 5) and table["window"].sum() == len(names) * 5
+    m = table.groupby("variant")[["declared_m", "measured_m"]].first()
+    assert m["declared_m"].to_dict() == dict(zip(names, (3, 1, 2, 3, 1), strict=True))
+    assert (m["measured_m"] - m["declared_m"]).abs().max() < 0.02
+    at = table[table["alpha"] == 1e-3].set_index("variant")["input_share_rel"]
+    # homogeneous: the same function times alpha^L (exactly 1); residual and LayerNorm:
+    # another function (the identity path, the eps regime) of comparable input dependence
+    assert at["homogeneous"] == pytest.approx(1.0)
+    assert at["residual"] > 0.5 and at["layernorm"] > 0.5
+    assert at["bias"] < 1e-3
+    at_one = table[table["alpha"] == 1.0]["input_share_rel"]
+    assert at_one.to_numpy() == pytest.approx(1.0)

@@ -143,3 +143,16 @@ def test_readme_figure_list_agrees_with_the_spec():
             assert all(f"`{s}`" in needs for s in trained) if trained else "training" in needs
         else:
             assert needs == "(always)", fig.number
+
+
+def test_small_alpha_table_only_with_joint_residual():
+    p = _plan()
+    assert p.small_alpha_tables() == ["results/small_alpha/lenet300100_synthetic.parquet"]
+    assert p.small_alpha_cells[PAIR] == [("homogeneous", 0), ("residual", 0)]
+    grids = p.small_alpha_grids("lenet300100")  # each variant's joint_residual alphas
+    assert grids == {"homogeneous": [0.1, 1.0, 10.0], "residual": [0.1, 1.0, 10.0]}
+    # joint_residual's part: residual's own cells and homogeneous's joint cells (m = k)
+    part = {(c.variant, c.scaling) for c in p.cells_of("curvature", *PAIR, "joint_residual")}
+    assert part == {("residual", "joint_residual"), ("homogeneous", "joint")}
+    without = _plan("curvature: {scalings: [alpha, temperature, joint]}")
+    assert without.small_alpha_tables() == [] and without.small_alpha_pairs == []

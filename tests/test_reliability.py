@@ -26,7 +26,7 @@ LONG = yaml.safe_load(yaml.safe_dump(TINY))
 LONG["training"].update(epochs=60, log_every=20, checkpoint_every=5, curvature_every=20)
 for grid in LONG["curvature"]["scales"].values():
     grid["num"] = 1  # 7 curvature cells: 2 variants x 3 scalings, joint_residual for residual
-N_CURVATURE = 7
+N_CURVATURE = 7  # (homogeneous's joint_residual curve is its joint cells: m = k)
 CELL_STAGES = ("--until", "curvature", "train")  # no aggregate or figures: cells only
 
 
@@ -156,7 +156,8 @@ def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     # alpha = 1e120: the float64 curvature overflows (L = 3: logits ~ 1e360), float32
     # training is non-finite at once, joint's T = alpha^3 is inf and joint_residual's
-    # T = alpha^2 = 1e240 squares to inf in G. eta0 = 1000 makes finite cells diverge
+    # T = alpha^m (homogeneous: alpha^3 = inf; residual: alpha^2 = 1e240, which squares
+    # to inf in G). eta0 = 1000 makes finite cells diverge
     # after a few steps.
     config["curvature"]["scales"]["alpha"]["extra"] = [1e120]
     config["training"]["scalings"] = ["temperature", "alpha"]
@@ -167,7 +168,7 @@ def test_overflow_and_divergence_are_data_and_the_figures_render(tmp_path):
 
     curvature = pd.read_parquet(tmp_path / "results/curvature.parquet")
     extreme = curvature["scale"] == 1e120
-    assert extreme.sum() == 5  # alpha and joint, two variants; joint_residual, residual
+    assert extreme.sum() == 6  # alpha, joint and joint_residual (homogeneous's: joint's rows)
     assert curvature.loc[extreme, "nonfinite"].all()
     assert curvature.loc[extreme, "hessian_trace_ratio"].isna().all()
     assert not curvature.loc[~extreme, "nonfinite"].any()

@@ -420,8 +420,9 @@ def test_cancelled_batched_slice_resumes_without_recomputing(scratch_root):
     )
     total = len(cell_rows(workdir))
     print(f"\nslice cancelled with {len(kept)} of {total} cells done; resume computed {computed}")
-    # 2 variants x 3 scalings x 15 scales, and joint_residual (15) for residual only.
-    assert total == 2 * 3 * 15 + 15 == len(pd.read_parquet(workdir / target))
+    # 2 variants x 3 scalings x 15 scales, and residual's joint_residual (15): homogeneous's
+    # joint_residual curve is its joint cells (m = k), 15 more rows in the table.
+    assert total == 2 * 3 * 15 + 15 == len(pd.read_parquet(workdir / target)) - 15
     assert 5 <= len(kept) < total
     assert computed == total - len(kept)
 

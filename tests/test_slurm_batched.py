@@ -107,8 +107,8 @@ def test_dry_run_lists_each_due_job_with_all_its_outputs(tiny):
         check=True,
     )
     jobs = sb.due_jobs(dry.stdout)
-    # tiny: 2 variants x 3 scalings x 3 scales + joint_residual's 3 (residual only);
-    # 2 variants x 2 temperatures training cells.
+    # tiny: 2 variants x 3 scalings x 3 scales + residual's joint_residual 3 (homogeneous's
+    # is its joint cells, m = k); 2 variants x 2 temperatures training cells.
     assert len(jobs["curvature"]) == 21 and len(jobs["train"]) == 4
     assert len(jobs["init"]) == 2 and len(jobs["data"]) == 1
     for row, layers in jobs["curvature"]:
@@ -215,7 +215,7 @@ def test_several_configfiles_are_merged_in_order(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # a.yaml: homogeneous only (3 scalings x 3 scales, no joint_residual); b.yaml after it:
+    # a.yaml: homogeneous only (3 scalings x 3 scales; joint_residual is joint); b.yaml after it:
     # two seeds. (Passed as two --configfile options, Snakemake kept only b.yaml: 42.)
     due = dict(
         re.findall(

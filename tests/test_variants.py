@@ -102,11 +102,23 @@ def test_switches_are_read_from_the_registry_by_the_models():
         assert any(".ln." in n for n, _ in model.named_parameters()) == switches.affine
 
 
-def test_small_alpha_exponent_only_for_a_skip_without_layernorm():
-    assert describe("lenet300100", "residual").small_alpha_exponent == 2
-    assert describe("resnet4", "residual").small_alpha_exponent == 2
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_small_alpha_exponent_measured_as_slope(architecture, variant):
+    """log||f|| against log alpha at alpha = 1e-9..1e-7 has slope m (float64): L - 𝓛 for
+    residual, 1 with a bias (combined included), L otherwise (LayerNorm in its eps regime)."""
+    model, params, x = _paper_case(architecture, variant)
+    d = describe(architecture, variant)
+    expected = 1 if d.variant.bias else d.depth - d.residual_depth
+    assert d.small_alpha_exponent == expected
+    assert _slope(model, params, x, [1e-9, 1e-8, 1e-7]) == pytest.approx(expected, abs=0.02)
+
+
+def test_skip_path_exponent_only_for_a_skip_without_layernorm():
+    assert describe("lenet300100", "residual").skip_path_exponent == 2
+    assert describe("resnet4", "residual").skip_path_exponent == 2
     for variant in ("homogeneous", "bias", "layernorm", "combined"):
-        assert describe("lenet5", variant).small_alpha_exponent is None
+        assert describe("lenet5", variant).skip_path_exponent is None
 
 
 def test_the_registry_can_grow(monkeypatch):

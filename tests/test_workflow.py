@@ -126,12 +126,25 @@ def finished_run(tmp_path_factory):
 
 def test_tiny_grid_end_to_end(finished_run):
     workdir, proc = finished_run
-    # 2 variants x 3 scalings x 3 scales, and joint_residual for residual only.
+    # 2 variants x 3 scalings x 3 scales, and residual's joint_residual (T = alpha^2);
+    # homogeneous's (T = alpha^3 = alpha^k) is its joint cells, relabelled in the table.
     assert jobs_run(proc, "curvature") == 2 * 3 * 3 + 3
     assert jobs_run(proc, "train") == 2 * 2
     curvature = pd.read_parquet(workdir / "results/curvature.parquet")
-    assert len(curvature) == 21
-    assert set(curvature.loc[curvature["scaling"] == "joint_residual", "variant"]) == {"residual"}
+    assert len(curvature) == 24
+    joint_small = curvature[curvature["scaling"] == "joint_residual"]
+    assert set(joint_small["variant"]) == {"homogeneous", "residual"}
+    joint = curvature[curvature["scaling"] == "joint"]
+    same = ["scale", "alpha", "temperature", "hessian_trace_ratio"]
+    pd.testing.assert_frame_equal(
+        joint_small.loc[joint_small["variant"] == "homogeneous", same].reset_index(drop=True),
+        joint.loc[joint["variant"] == "homogeneous", same].reset_index(drop=True),
+    )
+    # the small-alpha side table: measured m against the declared one (3 and 2)
+    small = pd.read_parquet(workdir / "results/small_alpha.parquet")
+    m = small.groupby("variant")[["declared_m", "measured_m"]].first()
+    assert m["declared_m"].to_dict() == {"homogeneous": 3, "residual": 2}
+    assert (m["measured_m"] - m["declared_m"]).abs().max() < 0.01
     assert set(CURVATURE_COLUMNS) <= set(curvature.columns)
     assert not curvature["nonfinite"].any()
     # |Tr/||H||_F| <= sqrt(d) with d = curvature.subspace_dim = 10.
@@ -148,7 +161,7 @@ def test_tiny_grid_end_to_end(finished_run):
     assert (start["hessian_trace_ratio_x"] - start["hessian_trace_ratio_y"]).abs().max() < 1e-4
     assert training["hessian_trace_ratio"].notna().all()
     zone = pd.read_parquet(workdir / "results/goldilocks_zone.parquet")
-    assert len(zone) == 2 * 3 + 1
+    assert len(zone) == 2 * 4  # joint_residual for both (homogeneous's: its joint cells)
     layers = pd.read_parquet(workdir / "results/layer_ratios.parquet")
     assert set(layers["layer"]) >= {"fc1.weight", "block1.weight", "head.weight"}
     # The claims, every one with a verdict (most not testable on this tiny grid; one
@@ -271,7 +284,7 @@ def test_rerun_runs_nothing_and_a_new_scale_runs_only_new_cells(finished_run, tm
     proc = snakemake(copy)
     assert jobs_run(proc, "curvature") == 2  # one new scale x two variants x one seed
     assert jobs_run(proc, "train") == 0 and jobs_run(proc, "init") == 0
-    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 23
+    assert len(pd.read_parquet(copy / "results/curvature.parquet")) == 26
 
 
 def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
@@ -423,4 +436,5 @@ def test_a_folder_without_config_yaml_merges_over_the_repositorys(tmp_path):
     (tmp_path / "without").mkdir()
     here = dry_run_jobs(tmp_path / "with", "all", "--configfile", str(part))
     there = dry_run_jobs(tmp_path / "without", "all", "--configfile", str(part))
-    assert there == here and there["curvature"] == 176 and there["train"] == 210, there
+    # one seed: 5 variants x 3 scalings x 11, and joint_residual of bias, residual, layernorm
+    assert there == here and there["curvature"] == 198 and there["train"] == 210, there

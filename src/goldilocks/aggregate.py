@@ -19,6 +19,15 @@ def cell_table(paths: Sequence[str], kind: str) -> pd.DataFrame:
     return stack([read_cell_table(p, kind) for p in paths])
 
 
+def as_scaling(frame: pd.DataFrame, scaling: str) -> pd.DataFrame:
+    """``frame`` with every row's ``scaling`` set to ``scaling``: a part's rows taken from
+    cells of another scaling with the same alpha and T (``joint`` cells in the
+    ``joint_residual`` part of a variant with m = k; docs/method.md section 2.2)."""
+    if "scaling" not in frame or frame.empty or (frame["scaling"] == scaling).all():
+        return frame
+    return stack([frame.assign(scaling=scaling)])
+
+
 def concat_tables(paths: Sequence[str]) -> pd.DataFrame:
     """Aggregated tables (per pair and scaling) stacked into one, sorted by their keys."""
     return stack([read_parquet(p) for p in paths])

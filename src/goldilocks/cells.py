@@ -155,6 +155,18 @@ def kl_variants(config: Mapping, architecture: str) -> list[str]:
     return out
 
 
+def small_alpha_variants(config: Mapping, architecture: str) -> list[str]:
+    """The small-alpha side table's variants of a pair: those with a small-alpha exponent
+    ``m`` (every built-in), when ``joint_residual`` is a curvature scaling; else none."""
+    if "joint_residual" not in config["curvature"]["scalings"]:
+        return []
+    return [
+        v
+        for v in variants_of(config, architecture)
+        if describe(architecture, v).small_alpha_exponent is not None
+    ]
+
+
 def _pairs(config: Mapping) -> list[tuple[str, str]]:
     return [(p["architecture"], p["dataset"]) for p in config["pairs"]]
 
@@ -177,8 +189,40 @@ def _axes(config: Mapping, stage: str) -> Iterator[tuple[str, str, str, str, str
         for variant in variants_of(config, arch):
             description = describe(arch, variant)
             for scaling in (s for s in section["scalings"] if applies(s, description)):
+                if stage == "curvature" and borrows_joint(config, scaling, description):
+                    continue  # the joint cells are this curve's (shared_curvature_cells)
                 for scale in _scales_of(section["scales"], scaling, description):
                     yield arch, data, variant, scaling, scale_token(scale)
+
+
+def borrows_joint(config: Mapping, scaling: str, description) -> bool:
+    """Whether a variant's ``joint_residual`` curve is its ``joint`` curve: m = k (the
+    same alpha and T = alpha^m = alpha^k at every scale of the same grid) and ``joint``
+    is configured, so no cell of its own is computed (docs/method.md section 2.2)."""
+    return (
+        scaling == "joint_residual"
+        and "joint" in config["curvature"]["scalings"]
+        and description.small_alpha_exponent == description.output_exponent
+    )
+
+
+def shared_curvature_cells(config: Mapping) -> list[CurvatureCell]:
+    """The ``joint`` cells that stand in for ``joint_residual`` cells (:func:`borrows_joint`);
+    their rows are relabelled ``joint_residual`` when that part is aggregated."""
+    if "joint_residual" not in config["curvature"]["scalings"]:
+        return []
+    borrowers = {
+        (a, v)
+        for a, _ in _pairs(config)
+        for v in variants_of(config, a)
+        if applies("joint_residual", describe(a, v))
+        and borrows_joint(config, "joint_residual", describe(a, v))
+    }
+    return [
+        c
+        for c in curvature_cells(config)
+        if c.scaling == "joint" and (c.architecture, c.variant) in borrowers
+    ]
 
 
 def curvature_cells(config: Mapping) -> list[CurvatureCell]:

@@ -215,3 +215,40 @@ def fraction_difference(flags, reference_flags) -> Value:
     if len(a) == 0 or len(b) == 0:
         return math.nan, False
     return float(a.mean() - b.mean()), False
+
+
+#: The largest multiple of ``flat`` an input-independent curve's effective spread takes.
+GATE_CAP = 10.0
+
+
+def effective_spread(y, retained, flat: float, share_min: float) -> Value:
+    """Recoverable = flat and input-dependent, as one value in spread units: max - min of
+    ``y`` (:func:`spread`), or, where the least ``retained`` input-dependent share (the
+    logits' share of variance across inputs relative to alpha = 1) is below
+    ``share_min``, ``flat * share_min / retained`` (at most ``GATE_CAP * flat``) when
+    that is larger: a curve over logits that ignore the input counts as above ``flat``
+    by the factor its input dependence falls short (NaN below two curve points or
+    without a share). The cap keeps the value plottable (a bias makes the share 1e-30
+    and less); any value above ``flat`` decides the same."""
+    value, end = spread(y)
+    r = _finite(retained)
+    if not np.isfinite(value) or len(r) == 0:
+        return math.nan, False
+    least = max(float(r.min()), 1e-300)
+    if least >= share_min:
+        return value, end
+    gated = min(flat * share_min / least, GATE_CAP * flat)
+    return (gated, False) if gated > value else (value, end)
+
+
+def shift_difference(alpha_v, alpha_ref, temperature_v, temperature_ref) -> Value:
+    """|alpha_v - alpha_ref| - |temperature_v - temperature_ref|: how much further a
+    variant's zone sits from the reference's under alpha than under T (both in decades
+    of the equivalent temperature; NaN where one is missing), to 1e-4 decades."""
+    values = np.array([alpha_v, alpha_ref, temperature_v, temperature_ref], float)
+    if not np.isfinite(values).all():
+        return math.nan, False
+    # Rounded to 1e-4 decades: the grids store six significant digits (log10 errors of
+    # about 1e-6), so equal distances on the grid stay equal (0, not +-1e-7).
+    value = abs(values[0] - values[1]) - abs(values[2] - values[3])
+    return float(np.round(value, 4)) + 0.0, False

@@ -55,6 +55,15 @@ REQUIRED = {
         "train_acc",
     ],
     "kl": ["architecture", "dataset", "variant", "seed", "alpha", "logit_rel_error"],
+    "small_alpha": [
+        "architecture",
+        "dataset",
+        "variant",
+        "seed",
+        "alpha",
+        "input_share_rel",
+        "window",
+    ],
 }
 
 
@@ -65,7 +74,7 @@ def check_table(name: str, frame: pd.DataFrame | None) -> pd.DataFrame | None:
     missing = [c for c in REQUIRED[name] if c not in frame.columns]
     if missing:
         raise ValueError(f"claims: table '{name}' lacks column(s) {', '.join(missing)}")
-    if name == "kl":
+    if name in ("kl", "small_alpha"):
         return frame[np.isfinite(frame["alpha"].astype(float)) & (frame["alpha"] > 0)]
     if "scale" in frame:
         return frame[np.isfinite(frame["scale"].astype(float)) & (frame["scale"] > 0)]
@@ -248,6 +257,7 @@ class PairTables:
     zone: pd.DataFrame | None
     training: pd.DataFrame | None
     kl: pd.DataFrame | None
+    small_alpha: pd.DataFrame | None = None
     #: Per-seed tables and curves computed so far (a cache).
     _seeded: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -262,13 +272,13 @@ class PairTables:
         return sorted(set.intersection(*sets)) if sets else []
 
     def for_seed(self, seed: int, grid: str = "full") -> PairTables:
-        """This pair's rows of one ``seed`` (curvature, training, kl), on the curvature
+        """This pair's rows of one ``seed`` (curvature, training, kl, small_alpha), on the curvature
         ``grid`` (:data:`GRIDS`); the zone is recomputed from that seed's curvature with
         the zone table's threshold (:func:`goldilocks.zone.goldilocks_zone`)."""
         key = (seed, grid)
         if key not in self._seeded:
             parts = {}
-            for name in ("curvature", "training", "kl"):
+            for name in ("curvature", "training", "kl", "small_alpha"):
                 frame = getattr(self, name)
                 parts[name] = None if frame is None else frame[frame["seed"] == seed]
             if parts["curvature"] is not None:

@@ -196,12 +196,13 @@ def _row(spec: ClaimSpec, pair: PairTables, variant, scaling, th) -> dict:
     }
 
 
-def _tables(curvature, zone, training, kl) -> dict:
+def _tables(curvature, zone, training, kl, small_alpha=None) -> dict:
     return {
         "curvature": check_table("curvature", curvature),
         "zone": check_table("zone", zone),
         "training": check_table("training", training),
         "kl": check_table("kl", kl),
+        "small_alpha": check_table("small_alpha", small_alpha),
     }
 
 
@@ -221,9 +222,11 @@ def _rows(specs, tables: dict, th: dict) -> pd.DataFrame:
 
 
 def _claim_function(spec: ClaimSpec) -> Callable[..., pd.DataFrame]:
-    def evaluate(curvature=None, zone=None, training=None, kl=None, thresholds=None):
+    def evaluate(
+        curvature=None, zone=None, training=None, kl=None, thresholds=None, small_alpha=None
+    ):
         th = resolve_thresholds(thresholds)
-        return _rows([spec], _tables(curvature, zone, training, kl), th)
+        return _rows([spec], _tables(curvature, zone, training, kl, small_alpha), th)
 
     evaluate.__name__ = evaluate.__qualname__ = spec.id
     evaluate.__doc__ = f"Claim {spec.id}: {spec.description} (docs/claims.md)."
@@ -240,6 +243,7 @@ def evaluate_claims(
     training: pd.DataFrame | None = None,
     thresholds: dict | None = None,
     kl: pd.DataFrame | None = None,
+    small_alpha: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every claim of :data:`SPECS` on every architecture/dataset pair of the tables.
 
@@ -249,6 +253,8 @@ def evaluate_claims(
         training: ``results/training.parquet`` (None: training claims not testable).
         thresholds: overrides of :data:`DEFAULT_THRESHOLDS` (the config's ``claims:``).
         kl: ``results/kl_layernorm.parquet`` (None: the appendix E claims not testable).
+        small_alpha: ``results/small_alpha.parquet`` (None: the recoverability claims
+            not testable).
 
     Returns:
         The rows of every claim, columns :data:`COLUMNS`, in the order of the paper.
@@ -258,7 +264,7 @@ def evaluate_claims(
             column (one line naming them).
     """
     th = resolve_thresholds(thresholds)
-    return _rows(SPECS, _tables(curvature, zone, training, kl), th)
+    return _rows(SPECS, _tables(curvature, zone, training, kl, small_alpha), th)
 
 
 __all__ = [

@@ -61,6 +61,30 @@ def spread_4(true, rng, th) -> float:
     return kernel.spread(_curve(np.linspace(0, true, 4), rng))[0]
 
 
+def recoverable_4(true, rng, th) -> float:
+    """:func:`spread_4` with the input-dependent share of an input-dependent curve: the
+    retained share log-normal around 1 (sd :data:`LOG_NOISE_SD` per alpha) at the four
+    scales, through the recoverability kernel (flat and input-dependent)."""
+    curve = _curve(np.linspace(0, true, 4), rng)
+    retained = np.exp(rng.normal(0, LOG_NOISE_SD, 4))
+    return kernel.effective_spread(curve, retained, th["flat_spread"], th["input_share_min"])[0]
+
+
+#: Per-seed noise of a zone centre, in decades (half a grid step of 1.8 decades is 0.9;
+#: a uniform quantisation error over one step has sd 0.52).
+ZONE_SD = 0.5
+
+
+def zone_shift(true, rng, th) -> float:
+    """A variant's zone one decade from the homogeneous zone under T and ``1 + true``
+    under alpha; each centre with its own noise, the homogeneous alpha and T centres
+    one value (an exact identity)."""
+    reference = rng.normal(0, ZONE_SD)
+    t_v = 1.0 + rng.normal(0, ZONE_SD)
+    a_v = 1.0 + true + rng.normal(0, ZONE_SD)
+    return kernel.shift_difference(a_v, reference, t_v, reference)[0]
+
+
 def identity_spread(true, rng, th) -> float:
     """Eleven joint scales of an exact identity: a ramp of ``true``, rounding noise."""
     return kernel.spread(_curve(np.linspace(0, true, 11), rng, ROUNDING_SD))[0]

@@ -171,22 +171,76 @@ def joint_breaks_small_alpha(pair: PairTables, variant, scaling, th) -> Measured
     return value, stat, end
 
 
-def residual_small_alpha_recoverable(pair: PairTables, variant, scaling, th) -> Measured:
-    """Residual, joint_residual (T = alpha^(L-𝓛)): spread over alpha <= 1/regime_alpha."""
+def _retained_shares(pair: PairTables, variant: str, bound: float) -> pd.Series:
+    """The seed's retained input-dependent share (``input_share_rel``) at the grid alphas
+    <= ``bound`` of the small-alpha side table."""
+    require(pair.small_alpha is not None, "no small_alpha table")
+    sub = pair.small_alpha
+    sub = sub[(sub["variant"] == variant) & ~sub["window"].astype(bool)]
+    require(not sub.empty, f"variant '{variant}' not in the small_alpha table")
+    shares = sub.groupby("alpha")["input_share_rel"].mean().sort_index().astype(float)
+    shares = shares[at_most(shares.index, bound)]
+    require(np.isfinite(shares.to_numpy(float)).any(), f"no input share at alpha <= {bound:g}")
+    return shares
+
+
+def small_alpha_recoverable(pair: PairTables, variant, scaling, th) -> Measured:
+    """joint_residual (T = alpha^m): recoverable = flat and input-dependent over alpha <=
+    1/regime_alpha, as one value (:func:`goldilocks.claim_kernels.effective_spread`)."""
     curve = need(pair.curve(variant, scaling))
     bound = 1 / th["regime_alpha"]
     small = regime(curve, th)[1]
-    spread, end, nan = _spread_of(curve, small, f"scale(s) with alpha <= {bound:g}")
+    spread, _, nan = _spread_of(curve, small, f"scale(s) with alpha <= {bound:g}")
+    shares = _retained_shares(pair, variant, bound)
+    value, end = kernel.effective_spread(
+        curve.to_numpy(float)[small],
+        shares.to_numpy(float),
+        th["flat_spread"],
+        th["input_share_min"],
+    )
     contrast = ""
     joint, _ = pair.curve(variant, "joint")
     if joint is not None:
         j_spread, _ = kernel.spread(joint.to_numpy(float)[regime(joint, th)[1]])
-        contrast = f"; under joint (T = alpha^L) the same spread is {fmt(j_spread)}"
+        contrast = f"; under joint (T = alpha^k) the same spread is {fmt(j_spread)}"
     stat = (
-        f"max-min of Tr(H)/‖H‖_F over the joint_residual scales alpha <= {bound:g} "
-        f"({nan} NaN left out){contrast}; recoverable if <= threshold"
+        f"max-min of Tr(H)/‖H‖_F over the joint_residual (T = alpha^m) scales alpha <= "
+        f"{bound:g}: {fmt(spread)} ({nan} NaN left out){contrast}; least input-dependent "
+        f"share there relative to alpha = 1: {fmt(float(np.nanmin(shares)))} (below "
+        "input_share_min the value is flat_spread x input_share_min / share, at most 10 x "
+        "flat_spread); recoverable if <= threshold"
     )
-    return spread, stat, end
+    return value, stat, end
+
+
+def _zone_centre(pair: PairTables, variant: str, scaling: str) -> float:
+    """The seed's zone centre in decades of the equivalent temperature: log10 of the
+    geometric mean of its bounds under T; under alpha, -k times that of alpha (the
+    logits scale as alpha^k, as T = alpha^-k would)."""
+    z = need(pair.zone_row(variant, scaling))
+    lower, upper = float(z["lower"]), float(z["upper"])
+    require(np.isfinite(lower) and np.isfinite(upper), f"no zone for '{variant}' under {scaling}")
+    centre = (np.log10(lower) + np.log10(upper)) / 2
+    if scaling == "temperature":
+        return float(centre)
+    k = pair.exponent(variant)
+    require(k is not None, f"no output exponent for '{variant}'")
+    return float(-k * centre)
+
+
+def temperature_probe_more_robust(pair: PairTables, variant, scaling, th) -> Measured:
+    """Inhomogeneous variants: how much further the zone centre sits from the
+    homogeneous one under alpha (mapped to T = alpha^-k) than under T, in decades."""
+    a_v, a_h = _zone_centre(pair, variant, "alpha"), _zone_centre(pair, "homogeneous", "alpha")
+    t_v = _zone_centre(pair, variant, "temperature")
+    t_h = _zone_centre(pair, "homogeneous", "temperature")
+    value, end = kernel.shift_difference(a_v, a_h, t_v, t_h)
+    stat = (
+        f"zone centre's distance from the homogeneous zone's, in decades of T: under alpha "
+        f"(T = alpha^-k) {fmt(abs(a_v - a_h))}, under T {fmt(abs(t_v - t_h))}; alpha minus "
+        "T; temperature the more robust probe if > threshold"
+    )
+    return value, stat, end
 
 
 def layernorm_peak_lower(pair: PairTables, variant, scaling, th) -> Measured:

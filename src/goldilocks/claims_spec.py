@@ -72,6 +72,13 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "instability_margin": 0.0,
     # Test follows train: Spearman over (scale, eta0) cells at least this.
     "test_train_rank_min": 0.8,
+    # Input-dependent: the logits' share of variance across inputs, relative to alpha = 1,
+    # at least this at every small alpha (recoverable = flat and input-dependent).
+    "input_share_min": 0.5,
+    # Temperature the more robust probe: an inhomogeneous variant's zone centre sits
+    # further from the homogeneous zone under alpha (T = alpha^-k) than under T by more
+    # than this many decades.
+    "probe_shift_margin": 0.0,
     # Fewest points for a rank correlation.
     "min_points": 3,
 }
@@ -102,6 +109,11 @@ def resolve_thresholds(thresholds: dict | None) -> dict[str, float]:
 
 #: The paper's words each claim tests (with their section), by claim id.
 PAPER_TEXT = {
+    "temperature_probe_more_robust": (
+        'Abstract: "temperature scaling probes the Goldilocks zone more robustly than weight '
+        'scaling in inhomogeneous networks"; 1 and App. H: "Softmax temperature scaling '
+        'behaves more consistently across models"'
+    ),
     "homogeneous_joint_flat": (
         '3.1: "In homogeneous networks, the curvature stays flat across all α in this plot, '
         'confirming that T=α^L cancels the effect of α-scaling"'
@@ -133,6 +145,10 @@ PAPER_TEXT = {
         '3.1: "the effect of weight scaling can be approximately canceled by scaling the '
         "temperature as T=α^(L−𝓛), yielding partial symmetry in the curvature (Appendix D). "
         'This is the only architecture where small-α behavior remains recoverable"'
+    ),
+    "small_alpha_recoverable_only_residual": (
+        '3.1: "This is the only architecture where small-α behavior remains recoverable"; '
+        "App. D (every other variant under T = α^m, its own small-α exponent)"
     ),
     "layernorm_peak_lower": '3.1: "the curvature in LayerNorm models is much lower"',
     "layernorm_goes_negative": (
@@ -189,6 +205,21 @@ PAPER_TEXT = {
         'App. H: "Under α-scaling, these models exhibit early training instability at small α, '
         'while they remain stable under large softmax temperatures."; App. E: "leading to '
         'vanishing gradients and degraded trainability"'
+    ),
+    "zone_aligned_with_test": (
+        'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
+        'training accuracy (Figure 2)"; 3.2: "a strong alignment between the Goldilocks zone '
+        'and trainability" (biases, residuals), on test accuracy'
+    ),
+    "best_test_in_zone": (
+        'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
+        'training accuracy"; 3.2: "both architectures achieve their best performance near the '
+        'temperature-defined curvature peak", on test accuracy'
+    ),
+    "curvature_ranks_test": (
+        'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
+        'training accuracy"; 4: "these zones generally align with improved trainability", on '
+        "test accuracy"
     ),
     "test_follows_train": (
         'App. I: "The test accuracy results shown in Figure 5 mirror the trends observed in '
@@ -278,8 +309,22 @@ def _spec(claim_id, variants, scalings, measure, comparator, threshold, descript
 LN, INH, ALL = LAYERNORM_FAMILY, INHOMOGENEOUS, VARIANTS
 CURV_TRAIN, TRAIN = ("curvature", "training"), ("training",)
 TS = TRAIN_SCALINGS
+SMALL = ("curvature", "small_alpha")
+#: The inhomogeneous variants other than residual ("the only architecture"; homogeneous
+#: is recoverable by construction, m = k = L).
+NOT_RESIDUAL = tuple(v for v in INH if v != "residual")
+RECOVERABLE = (
+    "max - min of the joint_residual (T = alpha^m) curve over alpha <= 1/regime_alpha, or "
+    "flat_spread x input_share_min / s (at most 10 x flat_spread) where the least retained "
+    "input-dependent share s "
+    "there is below input_share_min"
+)
 #: Every claim, in the order of the paper (docs/claims.md has the same table).
 SPECS: tuple[ClaimSpec, ...] = (
+    _spec("temperature_probe_more_robust", INH, ("temperature",),
+          cc.temperature_probe_more_robust, ">", "probe_shift_margin",
+          "distance of the zone centre from the homogeneous zone's (decades of T) under alpha "
+          "(T = alpha^-k) minus under T", gen.zone_shift),
     _spec("homogeneous_joint_flat", ("homogeneous",), ("joint",), cc.homogeneous_joint_flat,
           "<=", "identity_tol", "max - min of the curve over all joint scales",
           gen.identity_spread, rule=TOLERANCE),
@@ -299,8 +344,11 @@ SPECS: tuple[ClaimSpec, ...] = (
           "flat_spread", "max over alpha <= 1/regime_alpha of abs(curve - median over alpha >= "
           "regime_alpha)", gen.departure),
     _spec("residual_small_alpha_recoverable", ("residual",), ("joint_residual",),
-          cc.residual_small_alpha_recoverable, "<=", "flat_spread",
-          "max - min of the curve over alpha <= 1/regime_alpha", gen.spread_4),
+          cc.small_alpha_recoverable, "<=", "flat_spread", RECOVERABLE, gen.recoverable_4,
+          tables=SMALL),
+    _spec("small_alpha_recoverable_only_residual", NOT_RESIDUAL, ("joint_residual",),
+          cc.small_alpha_recoverable, ">", "flat_spread", RECOVERABLE, gen.recoverable_4,
+          tables=SMALL),
     _spec("layernorm_peak_lower", LN, ("alpha", "temperature"), cc.layernorm_peak_lower, "<",
           "peak_lower_ratio", "peak / homogeneous peak (same seed and scaling)", gen.ratio),
     _spec("layernorm_goes_negative", LN, ("alpha", "joint", "temperature"),
@@ -343,6 +391,15 @@ SPECS: tuple[ClaimSpec, ...] = (
           ct.layernorm_alpha_accuracy_drop_small_alpha, ">", "train_match_tol",
           "largest deficit of best accuracy at alpha <= 1/regime_alpha against T = 1/alpha",
           gen.deficit, tables=TRAIN),
+    _spec("zone_aligned_with_test", ALIGNED_VARIANTS, TS, ct.zone_aligned_with_test, ">",
+          "align_margin", "mean best test accuracy inside minus outside the seed's zone",
+          gen.zone_mean, tables=CURV_TRAIN),
+    _spec("best_test_in_zone", ALIGNED_VARIANTS, TS, ct.best_test_in_zone, ">=-",
+          "best_in_zone_tol", "highest best test accuracy inside minus outside the seed's "
+          "zone", gen.zone_best, tables=CURV_TRAIN),
+    _spec("curvature_ranks_test", ALIGNED_VARIANTS, TS, ct.curvature_ranks_test, ">=",
+          "rank_corr_min", "Spearman of initial curvature against best test accuracy",
+          gen.rank_7, tables=CURV_TRAIN, scale="fisher"),
     _spec("test_follows_train", ALL, TS, ct.heldout_follows_train, ">=", "test_train_rank_min",
           "Spearman over (scale, eta0) cells of final train against test accuracy",
           gen.rank_21, tables=TRAIN, scale="fisher"),

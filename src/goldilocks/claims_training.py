@@ -29,9 +29,10 @@ from goldilocks.claim_stats import (
 from goldilocks.claims_curvature import Measured, scale_range
 
 
-def _zone_split(pair: PairTables, variant: str, scaling: str):
-    """Trained scales and best accuracies with finite values, and which lie in the zone."""
-    best = need(pair.best(variant, scaling))
+def _zone_split(pair: PairTables, variant: str, scaling: str, column: str = "train_acc"):
+    """Trained scales and best accuracies (of ``column``) with finite values, and which
+    lie in the zone."""
+    best = need(pair.best(variant, scaling, column))
     best = best[np.isfinite(best["mean"])]
     inside = need(pair.in_zone(variant, scaling, best["scale"]))
     n_in, n_out = int(inside.sum()), int((~inside).sum())
@@ -39,46 +40,76 @@ def _zone_split(pair: PairTables, variant: str, scaling: str):
     return best, inside
 
 
-def zone_aligned_with_training(pair: PairTables, variant, scaling, th) -> Measured:
+#: The accuracy a training claim reads, in words.
+_ACCURACY = {"train_acc": "train accuracy", "test_acc": "test accuracy"}
+
+
+def zone_aligned_with_training(
+    pair: PairTables, variant, scaling, th, column: str = "train_acc"
+) -> Measured:
     """Bias, residual; T and alpha: mean best accuracy inside minus outside the zone."""
-    best, inside = _zone_split(pair, variant, scaling)
+    best, inside = _zone_split(pair, variant, scaling, column)
     diff, end = kernel.inside_minus_outside(best["mean"], inside)
     stat = (
-        f"mean best accuracy over the {int(inside.sum())} trained scale(s) in the seed's zone "
-        f"minus over the {int((~inside).sum())} outside; aligned if > threshold"
+        f"mean best {_ACCURACY[column]} over the {int(inside.sum())} trained scale(s) in "
+        f"the seed's zone minus over the {int((~inside).sum())} outside; aligned if > threshold"
     )
     return diff, stat, end
 
 
-def best_training_in_zone(pair: PairTables, variant, scaling, th) -> Measured:
+def best_training_in_zone(
+    pair: PairTables, variant, scaling, th, column: str = "train_acc"
+) -> Measured:
     """Bias, residual; T and alpha: highest best accuracy inside minus highest outside."""
-    best, inside = _zone_split(pair, variant, scaling)
+    best, inside = _zone_split(pair, variant, scaling, column)
     diff, end = kernel.best_inside_minus_outside(best["mean"], inside)
     top = best.loc[best["mean"].idxmax()]
     stat = (
-        f"highest best accuracy over the {int(inside.sum())} trained scale(s) in the seed's "
-        f"zone minus the highest over the {int((~inside).sum())} outside (top "
+        f"highest best {_ACCURACY[column]} over the {int(inside.sum())} trained scale(s) "
+        f"in the seed's zone minus the highest over the {int((~inside).sum())} outside (top "
         f"{fmt(top['mean'])} at {fmt(top['scale'])}); best in the zone if >= -threshold"
     )
     return diff, stat, end
 
 
-def _rank_correlation(pair: PairTables, variant, scaling, th, verdict: str) -> Measured:
-    best = need(pair.best(variant, scaling))
+def _rank_correlation(
+    pair: PairTables, variant, scaling, th, verdict: str, column: str = "train_acc"
+) -> Measured:
+    best = need(pair.best(variant, scaling, column))
     curv = need(pair.curvature_at(variant, scaling, best["scale"]))
     rho, _ = kernel.rank_correlation(curv, best["mean"], int(th["min_points"]))
     n = int((np.isfinite(curv) & np.isfinite(best["mean"].to_numpy(float))).sum())
     require(np.isfinite(rho), f"{n} trained scale(s) with finite curvature and accuracy")
     stat = (
         f"Spearman rank correlation over {n} trained scales between initial Tr(H)/‖H‖_F "
-        f"(nearest curvature scale, same seed) and best accuracy; {verdict}"
+        f"(nearest curvature scale, same seed) and best {_ACCURACY[column]}; {verdict}"
     )
     return rho, stat, False
 
 
-def curvature_ranks_training(pair: PairTables, variant, scaling, th) -> Measured:
+def curvature_ranks_training(
+    pair: PairTables, variant, scaling, th, column: str = "train_acc"
+) -> Measured:
     """Bias, residual; T and alpha: Spearman(initial curvature, best accuracy)."""
-    return _rank_correlation(pair, variant, scaling, th, "aligned if >= threshold")
+    return _rank_correlation(pair, variant, scaling, th, "aligned if >= threshold", column)
+
+
+def zone_aligned_with_test(pair: PairTables, variant, scaling, th) -> Measured:
+    """:func:`zone_aligned_with_training` on the best test accuracy (App. I)."""
+    require(pair.training is not None and "test_acc" in pair.training, "no test_acc column")
+    return zone_aligned_with_training(pair, variant, scaling, th, "test_acc")
+
+
+def best_test_in_zone(pair: PairTables, variant, scaling, th) -> Measured:
+    """:func:`best_training_in_zone` on the best test accuracy (App. I)."""
+    require(pair.training is not None and "test_acc" in pair.training, "no test_acc column")
+    return best_training_in_zone(pair, variant, scaling, th, "test_acc")
+
+
+def curvature_ranks_test(pair: PairTables, variant, scaling, th) -> Measured:
+    """:func:`curvature_ranks_training` on the best test accuracy (App. I)."""
+    require(pair.training is not None and "test_acc" in pair.training, "no test_acc column")
+    return curvature_ranks_training(pair, variant, scaling, th, "test_acc")
 
 
 def layernorm_curvature_disconnect(pair: PairTables, variant, scaling, th) -> Measured:

@@ -262,7 +262,7 @@ RERUN_CLASSES = {
     "presentation": "reruns only tables, figures and claims",
 }
 #: The stages, in order: each a rule (or rules) of workflow/rules/.
-STAGES = ("data", "init", "curvature", "kl", "train", "tables", "figures", "claims")
+STAGES = ("data", "init", "curvature", "kl", "small_alpha", "train", "tables", "figures", "claims")
 
 
 def _resolve(node: Mapping, root: Mapping) -> Mapping:

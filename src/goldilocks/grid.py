@@ -50,8 +50,8 @@ def log_grid(spec: Mapping, depth_: int) -> list[float]:
 
 
 def applies(scaling: str, description: Description) -> bool:
-    """Whether ``scaling`` is defined for a variant: ``joint_residual`` only where a skip
-    without LayerNorm gives a small-alpha exponent ``L - 𝓛`` (the ``residual`` variant);
+    """Whether ``scaling`` is defined for a variant: ``joint_residual`` where it has a
+    small-alpha exponent ``m`` (every built-in; a registered model from its switches);
     the others for every variant."""
     return scaling != "joint_residual" or description.small_alpha_exponent is not None
 
@@ -88,9 +88,9 @@ def alpha_and_temperature(
     ``alpha``: weights times ``scale``, ``T = 1``; ``temperature``: ``alpha = 1``,
     ``T = scale``; ``joint``: ``alpha = scale`` and ``T = scale^k`` with the output
     exponent ``k``, cancelling the output scaling at large alpha; ``joint_residual``:
-    ``T = scale^(L-𝓛)``, cancelling it at small alpha where the identity path of a skip
-    dominates (paper Appendix D; only where :func:`applies`). ``T = inf`` where the power
-    overflows a float (e.g. ``alpha = 1e120``, ``k = 3``).
+    ``T = scale^m`` with the small-alpha exponent ``m``, cancelling it as alpha -> 0
+    (for ``residual`` ``m = L-𝓛``, the paper's Appendix D; only where :func:`applies`).
+    ``T = inf`` where the power overflows a float (e.g. ``alpha = 1e120``, ``k = 3``).
     """
     if scaling == "alpha":
         return scale, 1.0
@@ -102,8 +102,8 @@ def alpha_and_temperature(
     if scaling == "joint_residual":
         if d.small_alpha_exponent is None:
             raise ValueError(
-                f"scaling: joint_residual needs a skip without LayerNorm; {architecture}/"
-                f"{variant} has no small-alpha exponent L - 𝓛"
+                f"scaling: joint_residual needs a small-alpha exponent m; {architecture}/"
+                f"{variant} has none"
             )
         return scale, _power(scale, d.small_alpha_exponent)
     raise ValueError(f"scaling: unknown value {scaling!r}")
@@ -124,7 +124,7 @@ def lr_factor(
     | alpha, ``paper``        | ``alpha^(2-k)``: ``alpha^(2-L)``; ``alpha`` if k = 1 |
 
     With ``alpha_rule="residual_small_alpha"`` a variant with a skip-only path (see
-    :attr:`Description.small_alpha_exponent`) uses ``alpha^(2-(L-𝓛))`` instead (the
+    :attr:`Description.skip_path_exponent`) uses ``alpha^(2-(L-𝓛))`` instead (the
     identity path dominating at small alpha, paper Appendix G).
     """
     if scaling == "temperature":
@@ -137,8 +137,8 @@ def lr_factor(
         raise ValueError(f"training.alpha_lr_rule: unknown value {alpha_rule!r}")
     d = describe(architecture, variant)
     exponent = d.output_exponent
-    if alpha_rule == "residual_small_alpha" and d.small_alpha_exponent is not None:
-        exponent = d.small_alpha_exponent
+    if alpha_rule == "residual_small_alpha" and d.skip_path_exponent is not None:
+        exponent = d.skip_path_exponent
     return _power(scale, 2 - exponent)
 
 

@@ -166,6 +166,22 @@ def train_cell(
         )
 
 
+def _pair_table(inits, cells, output, log, threads, build, summary) -> None:
+    """A per-pair stage on its init files: ``build(states)`` (states by ``(variant,
+    seed)``, ``inits[i]`` the init file of ``cells[i]``) written to ``output``, and one
+    log line of ``summary(frame)`` with the row count and the time."""
+    from goldilocks.initial import InitialState
+
+    configure_torch(threads)
+    with job_log(log) as logger:
+        start = time.perf_counter()
+        states = {c: InitialState.load(path) for path, c in zip(inits, cells, strict=True)}
+        frame = build(states)
+        write_parquet_atomic(frame, output)
+        seconds = time.perf_counter() - start
+        logger.info("%s, %d rows in %.2f s", summary(frame), len(frame), seconds)
+
+
 def kl_pair(
     *,
     inits: Sequence[str],
@@ -178,17 +194,38 @@ def kl_pair(
 ) -> None:
     """KL stage (figure 3): :func:`goldilocks.output_scaling.pair_table` of one pair's
     LayerNorm variants; ``inits[i]`` is the init file of ``cells[i] = (variant, seed)``."""
-    from goldilocks.initial import InitialState
     from goldilocks.output_scaling import pair_table
 
-    configure_torch(threads)
-    with job_log(log) as logger:
-        start = time.perf_counter()
-        states = {c: InitialState.load(path) for path, c in zip(inits, cells, strict=True)}
-        frame = pair_table(cell["architecture"], cell["dataset"], states, scales)
-        write_parquet_atomic(frame, output)
-        seconds = time.perf_counter() - start
-        kl_max = frame["kl"].max()
-        logger.info(
-            "kl %s: max KL %.3g, %d rows in %.2f s", dict(cell), kl_max, len(frame), seconds
-        )
+    arch, data = cell["architecture"], cell["dataset"]
+    _pair_table(
+        inits, cells, output, log, threads,
+        lambda states: pair_table(arch, data, states, scales),
+        lambda frame: f"kl {dict(cell)}: max KL {frame['kl'].max():.3g}",
+    )  # fmt: skip
+
+
+def small_alpha_pair(
+    *,
+    inits: Sequence[str],
+    output: str,
+    log: str,
+    cell: Mapping,
+    cells: Sequence[tuple[str, int]],
+    alphas: Mapping[str, Sequence[float]],
+    threads: int = 0,
+) -> None:
+    """Small-alpha side table (docs/method.md section 2.3):
+    :func:`goldilocks.output_scaling.small_alpha_table` of one pair; ``inits[i]`` is the
+    init file of ``cells[i] = (variant, seed)``; the log names each variant's declared
+    and measured m."""
+    from goldilocks.output_scaling import small_alpha_table
+
+    def summary(frame) -> str:
+        m = frame.groupby("variant")[["declared_m", "measured_m"]].mean().round(3)
+        return f"small_alpha {dict(cell)}: m declared/measured {m.to_dict('index')}"
+
+    arch, data = cell["architecture"], cell["dataset"]
+    _pair_table(
+        inits, cells, output, log, threads,
+        lambda states: small_alpha_table(arch, data, states, alphas), summary,
+    )  # fmt: skip

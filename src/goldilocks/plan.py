@@ -32,6 +32,8 @@ INIT_PATTERN = "results/init/{architecture}_{dataset}/{variant}/seed{seed}.pt"
 #: A registered model's config entry; its init jobs read it (rule model_spec).
 MODEL_SPEC = "results/models/{architecture}.json"
 KL_TABLE = "results/kl/{architecture}_{dataset}.parquet"
+#: The small-alpha side table of one pair (logit norm, input-dependent share, measured m).
+SMALL_ALPHA_TABLE = "results/small_alpha/{architecture}_{dataset}.parquet"
 #: Training checkpoints: side files of running train jobs, deleted when the cell finishes.
 CHECKPOINT_PATTERN = TRAIN_PATTERN.replace("results/train/", "results/checkpoints/").replace(
     ".parquet", ".pt"
@@ -67,6 +69,8 @@ class Plan:
     def __init__(self, config: Mapping):
         self.config = config
         self.curvature_cells = cells.curvature_cells(config)
+        #: joint cells that also make the joint_residual curve of a variant with m = k.
+        self.shared_cells = cells.shared_curvature_cells(config)
         self.train_cells = cells.train_cells(config)
         self.pairs = grid.unique((p["architecture"], p["dataset"]) for p in config["pairs"])
         self.training = bool(self.train_cells)
@@ -74,7 +78,8 @@ class Plan:
         self.trained_pairs = grid.unique(cells.trained_pairs(config)) if self.training else []
         #: The (architecture, dataset, scaling) parts that have cells, per stage.
         self.parts = {
-            "curvature": {(c.architecture, c.dataset, c.scaling) for c in self.curvature_cells},
+            "curvature": {(c.architecture, c.dataset, c.scaling) for c in self.curvature_cells}
+            | {(c.architecture, c.dataset, "joint_residual") for c in self.shared_cells},
             "training": {(c.architecture, c.dataset, c.scaling) for c in self.train_cells},
         }
         #: Configured scalings with curvature cells (the zone) and with training cells.
@@ -88,14 +93,27 @@ class Plan:
             for pair in self.pairs
         }
         self.kl_pairs = [pair for pair in self.pairs if self.kl_cells[pair]]
+        #: The small-alpha side table: per pair, its variants with an m, every seed.
+        self.small_alpha_cells = {
+            pair: [
+                (v, s) for v in cells.small_alpha_variants(config, pair[0]) for s in config["seeds"]
+            ]
+            for pair in self.pairs
+        }
+        self.small_alpha_pairs = [p for p in self.pairs if self.small_alpha_cells[p]]
 
     # -- cells and tables ---------------------------------------------------------------
 
     def cells_of(self, stage: str, architecture: str, dataset: str, scaling: str) -> list:
-        """The ``stage`` (curvature or training) cells of one pair and scaling."""
+        """The ``stage`` (curvature or training) cells of one pair and scaling; for
+        ``joint_residual`` also the joint cells of the variants with m = k
+        (:func:`goldilocks.cells.borrows_joint`)."""
         of = self.curvature_cells if stage == "curvature" else self.train_cells
         keys = (architecture, dataset, scaling)
-        return [c for c in of if (c.architecture, c.dataset, c.scaling) == keys]
+        own = [c for c in of if (c.architecture, c.dataset, c.scaling) == keys]
+        if stage == "curvature" and scaling == "joint_residual":  # m = k: the joint cells
+            own += [c for c in self.shared_cells if (c.architecture, c.dataset) == keys[:2]]
+        return own
 
     def table_parts(
         self, kind: str, scalings: Iterable[str] | None = None, pair: tuple[str, str] | None = None
@@ -119,6 +137,20 @@ class Plan:
     def kl_tables(self) -> list[str]:
         """Figure 3's table of every pair that has LayerNorm variants."""
         return [KL_TABLE.format(architecture=a, dataset=d) for a, d in self.kl_pairs]
+
+    def small_alpha_tables(self) -> list[str]:
+        """The small-alpha side table of every pair that has variants with an m."""
+        return [
+            SMALL_ALPHA_TABLE.format(architecture=a, dataset=d) for a, d in self.small_alpha_pairs
+        ]
+
+    def small_alpha_grids(self, architecture: str) -> dict[str, list[float]]:
+        """Per variant of the side table, the alphas of its joint_residual grid."""
+        scales = self.config["curvature"]["scales"]
+        return {
+            v: grid.scales_of(scales, "joint_residual", variants.describe(architecture, v))
+            for v in cells.small_alpha_variants(self.config, architecture)
+        }
 
     # -- figures ------------------------------------------------------------------------
 

@@ -55,13 +55,20 @@ def descriptions(models: Mapping) -> list[RegisteredDescription]:
     for name, spec in models.items():
         for variant, numbers in spec["variants"].items():
             switches = {s: bool(numbers.get(s, False)) for s in ("bias", "skip", "norm")}
+            depth, residual_depth = int(numbers["depth"]), int(numbers.get("residual_depth", 0))
+            switched = Variant(variant, **switches)
             out.append(
                 RegisteredDescription(
                     architecture=name,
-                    variant=Variant(variant, **switches),
-                    depth=int(numbers["depth"]),
-                    residual_depth=int(numbers.get("residual_depth", 0)),
+                    variant=switched,
+                    depth=depth,
+                    residual_depth=residual_depth,
                     output_exponent=numbers["output_exponent"],
+                    # m: L - 𝓛 for a skip without LayerNorm only (not yet a config key of
+                    # its own); other registered variants get no joint_residual curve.
+                    small_alpha_exponent=depth - residual_depth
+                    if switched.skip and not switched.norm
+                    else None,
                     factory=spec["factory"],
                     alpha_exempt=tuple(spec.get("alpha_exempt", ())),
                 )

@@ -4,7 +4,8 @@
 This is the one place where a variant's meaning is written down. A :class:`Variant` is a
 set of architectural switches (biases, a residual skip, LayerNorm); an
 :class:`Architecture` says how deep it is and what a skip adds; :func:`describe` turns
-the two into a :class:`Description` with ``L``, ``𝓛`` and the output exponent ``k``.
+the two into a :class:`Description` with ``L``, ``𝓛``, the output exponent ``k`` (large
+alpha) and the small-alpha exponent ``m``.
 Everything downstream (models, the scale grids, the learning-rate rule, the workflow's
 rules and the figures) asks these objects and decides from their properties, never from
 a variant's name.
@@ -15,8 +16,9 @@ The workflow needs these numbers while it builds the DAG (the temperature grid s
 ``tests/test_variants.py`` checks every built-in entry against the built models.
 
 Notation: ``L`` is the number of weight layers on the longest input-output path, ``𝓛``
-(``residual_depth``) the number of weight layers inside residual branches, and ``k`` the
-output exponent: the logits scale as ``alpha^k`` at large alpha.
+(``residual_depth``) the number of weight layers inside residual branches, ``k`` the
+output exponent: the logits scale as ``alpha^k`` at large alpha, and ``m`` the small-alpha
+exponent: they scale as ``alpha^m`` as alpha -> 0.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class Description:
         depth: ``L``, weight layers on the longest input-output path.
         residual_depth: ``𝓛``, weight layers inside residual branches (0 without skips).
         output_exponent: ``k``: the logits scale as ``alpha^k`` at large alpha.
+        small_alpha_exponent: ``m``: the logits scale as ``alpha^m`` as alpha -> 0
+            (:func:`small_alpha_rule`; ``None`` where no single power holds).
     """
 
     architecture: str
@@ -81,6 +85,7 @@ class Description:
     depth: int
     residual_depth: int
     output_exponent: int
+    small_alpha_exponent: int | None = None
 
     @property
     def linear_output(self) -> bool:
@@ -89,13 +94,28 @@ class Description:
         return self.output_exponent == 1
 
     @property
-    def small_alpha_exponent(self) -> int | None:
-        """``L - 𝓛``: the logits' exponent at small alpha where the identity path of a skip
-        dominates (paper Appendix D); ``None`` where no skip-only path exists (no skip, or
-        LayerNorm, which pins the output exponent to 1)."""
+    def skip_path_exponent(self) -> int | None:
+        """``L - 𝓛`` where a skip without LayerNorm gives an identity-only path (the
+        ``residual`` variant; the ``residual_small_alpha`` learning-rate rule, paper
+        Appendix G), else ``None``."""
         if self.variant.skip and not self.variant.norm:
             return self.depth - self.residual_depth
         return None
+
+
+def small_alpha_rule(variant: Variant, depth_: int, residual_depth: int) -> int:
+    """``m``, the logits' exponent as alpha -> 0 (docs/method.md section 2.3).
+
+    As alpha -> 0 every LayerNorm is in its ``eps`` regime, where it is linear (it
+    divides by ``sqrt(eps)``), so LayerNorm does not change the exponent. Of the terms of
+    the logits, the lowest power of alpha dominates: a bias adds ``alpha b_L`` at the head
+    (``m = 1``, and the logits no longer depend on the input); else a skip's identity
+    path skips the ``𝓛`` branch layers (``m = L - 𝓛``, paper Appendix D); else
+    ``m = L``.
+    """
+    if variant.bias:
+        return 1
+    return depth_ - residual_depth if variant.skip else depth_
 
 
 # The built-ins (docs/method.md section 3).
@@ -149,12 +169,14 @@ def _builtin(architecture: Architecture, variant: Variant) -> Description:
     only the head scales the logits (``k = 1``); otherwise ``k = L``.
     """
     depth = architecture.depth + (architecture.skip_adds if variant.skip else 0)
+    residual_depth = architecture.branch_layers if variant.skip else 0
     return Description(
         architecture=architecture.name,
         variant=variant,
         depth=depth,
-        residual_depth=architecture.branch_layers if variant.skip else 0,
+        residual_depth=residual_depth,
         output_exponent=1 if variant.norm else depth,
+        small_alpha_exponent=small_alpha_rule(variant, depth, residual_depth),
     )
 
 

@@ -40,12 +40,14 @@ rule tables:
         zone=table_parts("zone"),
         training=table_parts("training") if TRAINING else [],
         kl=kl_tables(),
+        small_alpha=PLAN.small_alpha_tables(),
     output:
         curvature="results/curvature.parquet",
         layers="results/layer_ratios.parquet",
         zone="results/goldilocks_zone.parquet",
         training="results/training.parquet" if TRAINING else [],
         kl="results/kl_layernorm.parquet" if KL_PAIRS else [],
+        small_alpha="results/small_alpha.parquet" if SMALL_ALPHA_PAIRS else [],
     log:
         "logs/aggregate/tables.log",
     conda:

@@ -33,6 +33,7 @@ from goldilocks.plan import (  # noqa: E402
     FIGURE,
     INIT_PATTERN,
     KL_TABLE,
+    SMALL_ALPHA_TABLE,
     LAYERS_PATTERN,
     MODEL_SPEC,
     TABLE,
@@ -51,6 +52,7 @@ except ConfigError as err:
 PLAN = Plan(config)
 TRAINING = PLAN.training
 KL_PAIRS = PLAN.kl_pairs
+SMALL_ALPHA_PAIRS = PLAN.small_alpha_pairs
 # training.tf32 is a train param only when true: a param that appears changes the params
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
@@ -150,6 +152,24 @@ def kl_init_files(wildcards):
     ]
 
 
+def small_alpha_cells(wildcards):
+    """(variant, seed) of the pair's small-alpha side table."""
+    return PLAN.small_alpha_cells.get((wildcards.architecture, wildcards.dataset), [])
+
+
+def small_alpha_grids(wildcards):
+    """Per variant of the side table, its joint_residual alphas."""
+    return PLAN.small_alpha_grids(wildcards.architecture)
+
+
+def small_alpha_init_files(wildcards):
+    """Init files of the pair's small-alpha side table, one per variant and seed."""
+    return [
+        INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s)
+        for v, s in small_alpha_cells(wildcards)
+    ]
+
+
 def figure_tables(n):
     """Input function: the pair tables figure ``n`` is drawn from, by name. A figure
     whose data the config does not produce stops the DAG build with one line."""
@@ -219,13 +239,15 @@ def train_execution(wildcards):
 
 
 def claims_inputs(wildcards):
-    """The tables the claims are evaluated on, by name (training and kl when the config
-    produces them)."""
+    """The tables the claims are evaluated on, by name (training, kl and small_alpha when
+    the config produces them)."""
     tables = {"curvature": rules.tables.output.curvature, "zone": rules.tables.output.zone}
     if TRAINING:
         tables["training"] = rules.tables.output.training
     if KL_PAIRS:
         tables["kl"] = rules.tables.output.kl
+    if SMALL_ALPHA_PAIRS:
+        tables["small_alpha"] = rules.tables.output.small_alpha
     return tables
 
 

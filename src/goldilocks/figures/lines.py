@@ -25,7 +25,8 @@ from goldilocks.figures.style import (
 )
 from goldilocks.zone import LOG_TOL
 
-#: The joint curve with the small-alpha exponent L - 𝓛, drawn in the joint row of figure 1.
+#: The joint curve with the small-alpha exponent m (T = alpha^m; L - 𝓛 for residual),
+#: drawn in the joint row of figure 1.
 SECOND_JOINT = {"joint": "joint_residual"}
 
 
@@ -64,6 +65,19 @@ def curve_with_band(
     ax.set_xscale("log")
 
 
+def small_alpha_exponent_of(rows: pd.DataFrame) -> int | None:
+    """``m`` of ``joint_residual`` rows, read off their (alpha, T = alpha^m): the rounded
+    log T / log alpha of a row with alpha != 1 and a finite T; None where none has one
+    (or the rows lack the columns)."""
+    if not {"alpha", "temperature"} <= set(rows.columns):
+        return None
+    alpha, temperature = rows["alpha"].to_numpy(float), rows["temperature"].to_numpy(float)
+    ok = (alpha != 1) & np.isfinite(temperature) & (temperature > 0)
+    if not ok.any():
+        return None
+    return int(np.round(np.median(np.log(temperature[ok]) / np.log(alpha[ok]))))
+
+
 def _curve_panel(ax, sub: pd.DataFrame, zone, scaling: str, label=None, color=None) -> None:
     """One figure-1 curve: seed-mean Tr(H)/‖H‖_F with its band and its zone shaded."""
     curve_with_band(ax, sub, "hessian_trace_ratio", label, color)
@@ -80,8 +94,9 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
     """Tr/||H||_F against the scale: rows alpha / joint / temperature, columns variants.
 
     With ``zone`` (``results/goldilocks_zone.parquet``) the Goldilocks zone is shaded. A
-    variant with ``joint_residual`` cells (T = alpha^(L-𝓛), paper Appendix D) gets that
-    curve as a second one in its joint panel.
+    variant with ``joint_residual`` cells (T = alpha^m, the small-alpha exponent; m = L-𝓛
+    for residual, paper Appendix D) gets that curve as a second, red one in its joint
+    panel, labelled with its m (where m = k the two curves coincide: the same alpha and T).
     """
     rows = [s for s in ("alpha", "joint", "temperature") if s in set(curvature["scaling"])]
     cols = variants_of(curvature)
@@ -96,7 +111,8 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
                 label = r"$T=\alpha^k$" if len(second) else None
                 _curve_panel(ax, sub, zone, scaling, label, "C0" if len(second) else None)
             if len(second):
-                label = r"$T=\alpha^{L-\mathcal{L}}$"
+                m = small_alpha_exponent_of(second)
+                label = r"$T=\alpha^m$" if m is None else rf"$T=\alpha^{{{m}}}$ (m)"
                 _curve_panel(ax, second, zone, SECOND_JOINT[scaling], label, "C3")
                 ax.legend(loc="best")
             ax.axhline(0, color="0.4", lw=0.6)
@@ -188,7 +204,8 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
     Args:
         curvature: ``results/curvature.parquet`` rows (one pair).
         scalings: which scalings to show (default: those present, alpha, joint,
-            joint_residual, temperature; joint_residual panels exist for residual only).
+            joint_residual, temperature; joint_residual panels exist for the variants
+            with a small-alpha exponent m).
     """
     present = set(curvature["scaling"])
     order = ("alpha", "joint", "joint_residual", "temperature")
@@ -218,12 +235,12 @@ def figure_6(curvature: pd.DataFrame, scalings: Sequence[str] | None = None) -> 
             bottom.set_yscale("log")
             if not sub.empty:
                 bottom.set_xlabel(range_label(AXIS_SYMBOL[scaling], sub["scale"]))
-            elif scaling == "joint_residual":  # defined for the residual variant only
+            elif scaling == "joint_residual":  # only variants with a small-alpha exponent
                 top.set_visible(False)
                 bottom.set_visible(False)
             if i == 0:
                 top.set_title(variant)
-        # Row labels on the row's first drawn panel (joint_residual: the residual column).
+        # Row labels on the row's first drawn panel (joint_residual: the first variant with m).
         first = next((j for j in range(len(cols)) if axes[2 * i, j].get_visible()), 0)
         axes[2 * i, first].set_ylabel(f"{ROW_LABELS[scaling]}\n" + r"Tr$/\|\cdot\|_F$")
         axes[2 * i + 1, first].set_ylabel(r"spectral norm $\|\cdot\|_2$")

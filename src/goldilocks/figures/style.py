@@ -19,7 +19,7 @@ from goldilocks.zone import bounds, zone_row
 ROW_LABELS = {
     "alpha": r"weight scale $\alpha$",
     "joint": r"joint: $\alpha$, $T=\alpha^k$",
-    "joint_residual": r"joint: $\alpha$, $T=\alpha^{L-\mathcal{L}}$",
+    "joint_residual": r"joint: $\alpha$, $T=\alpha^m$ (small $\alpha$)",
     "temperature": r"temperature $T$",
 }
 
