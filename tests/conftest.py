@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 import threading
 from collections.abc import Callable
@@ -57,3 +58,18 @@ def in_threads(calls: list[Callable[[], object]]) -> list:
 @pytest.fixture(params=VARIANTS)
 def variant(request) -> str:
     return request.param
+
+
+def heavy_imports(*modules: str) -> list[str]:
+    """Which of torch and matplotlib a fresh Python has loaded after importing ``modules``
+    (the torch-free parts of the package must leave this empty)."""
+    import subprocess
+
+    code = (
+        f"import sys; import {', '.join(modules)}; "
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    return ast.literal_eval(out)

@@ -4,11 +4,10 @@ and with docs/claims.md's tables."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from conftest import heavy_imports
 
 from goldilocks.claims_spec import COMPARATORS, DEFAULT_THRESHOLDS, SPECS, resolve_thresholds
 from goldilocks.decision import RULES
@@ -80,12 +79,9 @@ def test_docs_threshold_table_is_the_defaults():
 
 def test_claims_import_without_torch_or_matplotlib():
     """The claims job imports matplotlib itself (Agg) for the figure; nothing else does."""
-    code = (
-        "import sys; import goldilocks.claims, goldilocks.claims_report, "
-        "goldilocks.claims_calibration; "
-        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    assert (
+        heavy_imports(
+            "goldilocks.claims", "goldilocks.claims_report", "goldilocks.claims_calibration"
+        )
+        == []
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"

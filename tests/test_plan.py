@@ -1,12 +1,11 @@
 """The job graph's plan (goldilocks.plan) from real configs: tables, figures, messages."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import heavy_imports
 from snakemake.utils import update_config
 
 from goldilocks import plan
@@ -109,14 +108,7 @@ def test_the_spec_is_consistent_and_each_figure_has_a_caption():
 
 
 def test_plan_and_spec_import_without_torch_or_matplotlib():
-    code = (
-        "import sys; import goldilocks.plan, goldilocks.figure_spec; "
-        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert heavy_imports("goldilocks.plan", "goldilocks.figure_spec") == []
 
 
 def test_readme_figure_list_agrees_with_the_spec():
