@@ -43,9 +43,8 @@ onstart:
     reporting.record_run(workflow.overwrite_configfiles)
 
 
-if workflow.is_main_process and reporting.report_path(sys.argv):
-    _problem = reporting.report_problem(
-        final_targets(), workflow.overwrite_configfiles, reporting.report_path(sys.argv)
-    )
+_report = reporting.report_path(sys.argv) if workflow.is_main_process else None
+if _report:
+    _problem = reporting.report_problem(final_targets(), workflow.overwrite_configfiles, _report)
     if _problem:
         sys.exit(f"goldilocks: {_problem}")
