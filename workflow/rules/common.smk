@@ -145,11 +145,14 @@ def kl_cells(wildcards):
     return PLAN.kl_cells.get((wildcards.architecture, wildcards.dataset), [])
 
 
+def _init_files(wildcards, cells):
+    """Init files of the pair's (variant, seed) ``cells``."""
+    return [INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s) for v, s in cells]
+
+
 def kl_init_files(wildcards):
     """Init files of the pair's LayerNorm variants, one per variant and seed (figure 3)."""
-    return [
-        INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s) for v, s in kl_cells(wildcards)
-    ]
+    return _init_files(wildcards, kl_cells(wildcards))
 
 
 def small_alpha_cells(wildcards):
@@ -164,10 +167,7 @@ def small_alpha_grids(wildcards):
 
 def small_alpha_init_files(wildcards):
     """Init files of the pair's small-alpha side table, one per variant and seed."""
-    return [
-        INIT_PATTERN.format(**vars(wildcards), variant=v, seed=s)
-        for v, s in small_alpha_cells(wildcards)
-    ]
+    return _init_files(wildcards, small_alpha_cells(wildcards))
 
 
 def figure_tables(n):
