@@ -576,6 +576,31 @@ def test_best_training_in_zone():
     assert verdict(run("best_training_in_zone", nan), "bias", "temperature") == U
 
 
+def test_inside_against_outside_compares_at_one_grid_density():
+    """A refined training grid: the far scales (one every 9 decades) are left out of the
+    inside/outside comparison, so a lone far cell cannot win a max over a sparser
+    stretch, and the dense stretch decides (docs/claims.md)."""
+    tables = world()
+    tr = tables["training"]
+    cells = (tr["variant"] == "bias") & (tr["scaling"] == "temperature")
+    xs = sorted(np.log10(tr.loc[cells, "scale"].unique()))
+    assert xs == pytest.approx([-9, -4.5, 0, 4.5, 9])
+    at_zero = tr[cells & (tr["scale"] == 1.0)]
+    dense = [at_zero.assign(scale=10.0**x, temperature=10.0**x) for x in (-2.25, 2.25)]
+    far = cells & (tr["scale"] == 1e9) & (tr["epoch"] > 0)
+    tr.loc[far, "train_acc"] = 0.99  # the best cell anywhere, 9 decades out
+    refined = {**tables, "training": pd.concat([tr, *dense], ignore_index=True)}
+    r = run("best_training_in_zone", refined)
+    assert verdict(r, "bias", "temperature") == S  # 1e9 is not compared
+    assert (
+        "trained scale(s) in the seed's zone minus the highest over the"
+        in row(r, "bias", "temperature")["statistic"]
+    )
+    # the uniform grid compares every scale: the far cell wins
+    assert verdict(run("best_training_in_zone", {**tables, "training": tr}), "bias",
+                   "temperature") == N  # fmt: skip
+
+
 def test_final_accuracy_of_a_diverged_cell_is_its_initial():
     tables = world()
     tr = tables["training"]

@@ -209,16 +209,21 @@ def test_figure_7_missing_curvature_zone_and_training():
     assert figures.FIGURES[7] is figures.figure_7
 
 
-def test_one_point_zone_is_shaded_as_a_band():
+def test_one_point_zone_is_shaded_between_its_interpolated_edges():
     curvature = curvature_table()
     zone = goldilocks_zone(curvature)
     row = zone[(zone["variant"] == "homogeneous") & (zone["scaling"] == "alpha")].iloc[0]
-    assert row["lower"] == row["upper"] == 1.0  # the case to draw
+    assert row["lower"] == row["upper"] == 1.0  # one grid point: the case to draw
     fig = figures.figure_1(curvature, zone)
     render(fig)
     band = next(p for p in fig.axes[0].patches if p.get_width() > 0)
     lo, hi = np.log10(band.get_x()), np.log10(band.get_x() + band.get_width())
-    assert lo == pytest.approx(-0.5) and hi == pytest.approx(0.5)  # half a decade each side
+    # the band spans where the curve crosses the threshold, strictly between grid points
+    assert lo == pytest.approx(np.log10(row["lower_edge"]))
+    assert hi == pytest.approx(np.log10(row["upper_edge"]))
+    assert -1 < lo < 0 < hi < 1
+    dashed = sorted(line.get_xdata()[0] for line in fig.axes[0].lines if line.get_ls() == "--")
+    assert dashed == pytest.approx([row["lower_edge"], row["upper_edge"]])
     assert r"Tr$(H)/\|H\|_F$" in fig._suptitle.get_text()
 
 
@@ -301,11 +306,15 @@ def test_figure_1_draws_the_hessian_ratio_and_shades_the_zone_interval():
     np.testing.assert_allclose(line.get_xdata(), expected.index)
     np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
     row = of(zone, variant="homogeneous", scaling="alpha").iloc[0]
-    assert (row["lower"], row["upper"]) == (0.1, 10.0)
+    assert (row["lower"], row["upper"]) == (0.1, 10.0)  # grid bounds
+    # drawn at the interpolated edges: past the last grid scales inside, short of the
+    # first outside (the grid steps half a decade)
+    edges = (row["lower_edge"], row["upper_edge"])
+    assert 10**-1.5 < edges[0] < 0.1 and 10 < edges[1] < 10**1.5
     (band,) = [p for p in ax.patches if p.get_width() > 0]
-    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((0.1, 10.0))
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx(edges)
     dashed = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
-    assert dashed == pytest.approx([0.1, 10.0])
+    assert dashed == pytest.approx(list(edges))
 
 
 def test_figure_6_draws_each_matrix_from_its_own_column():
@@ -370,7 +379,8 @@ def test_heatmaps_draw_their_column_the_diverged_cells_and_the_zone(draw, scalin
         assert drawn_crosses  # the fixture has a diverged cell per panel
         row = of(zone, variant="homogeneous", scaling=scaling).iloc[0]
         dashed = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
-        in_range = [b for b in (row["lower"], row["upper"]) if 0.1 / 10**0.5 <= b <= 10**1.5]
+        edges = (row["lower_edge"], row["upper_edge"])  # interpolated: the drawn lines
+        in_range = [b for b in edges if 0.1 / 10**0.5 <= b <= 10**1.5]
         assert dashed == pytest.approx(in_range) and len(dashed) >= 1
 
 

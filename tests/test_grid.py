@@ -1,6 +1,7 @@
 """Scale grids, canonical scale tokens, (alpha, T) of each scaling and the learning-rate
 rules, all decided from a variant's description (docs/method.md sections 2 and 5)."""
 
+import math
 from math import inf
 
 import pytest
@@ -30,6 +31,16 @@ def test_log_grid_times_depth_and_extra():
     spec = {"log10_min": -3, "log10_max": 3, "num": 3, "times_depth": True, "extra": [2.0, 1.0]}
     assert log_grid(spec, 3) == [1e-9, 1.0, 2.0, 1e9]
     assert log_grid({"log10_min": 0, "log10_max": 0, "num": 1}, 5) == [1.0]
+
+
+def test_log_grid_refine_adds_a_denser_stretch_in_absolute_exponents():
+    refine = {"log10_min": -0.75, "log10_max": 0.75, "num": 7}
+    spec = {"log10_min": -3, "log10_max": 3, "num": 3, "times_depth": True, "refine": refine}
+    exps = [round(math.log10(s), 6) for s in log_grid(spec, 3)]
+    assert exps == [-9, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 0.75, 9]  # refine not times L
+    deep = {**spec, "refine": {**refine, "times_depth": True}}
+    assert [round(math.log10(s), 6) for s in log_grid(deep, 4)] == [-12, -3, -2, -1, 0, 1, 2, 3, 12]
+    assert log_grid({**spec, "refine": None}, 3) == [1e-9, 1.0, 1e9]
 
 
 def test_joint_uses_output_exponent():

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from goldilocks.zone import bounds, goldilocks_zone, inside, zone_bounds, zone_row
+from goldilocks.zone import (
+    bounds,
+    contains,
+    edges,
+    equal_density,
+    goldilocks_zone,
+    inside,
+    zone_bounds,
+    zone_row,
+)
 
 S = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])
 
@@ -140,3 +149,54 @@ def test_zone_row_bounds_and_inside():
     # bounds included up to LOG_TOL in log10 (grid values stored to six digits); NaN: out
     flags = inside(0.1, 10.0, [0.0999999, 0.099, 1.0, 10.00001, 11.0, math.nan])
     assert flags.tolist() == [True, False, True, True, False, False]
+
+
+def _row(**fields) -> pd.Series:
+    base = {"lower": 1.0, "upper": 1.0, "lower_edge": 0.3, "upper_edge": 4.0}
+    return pd.Series({**base, "lower_open": False, "upper_open": False, **fields})
+
+
+def test_contains_judges_trained_scales_by_the_interpolated_edges():
+    """A trained scale between grid points is inside when the curve crosses the threshold
+    beyond it, whatever its nearest curvature grid point."""
+    row = _row()  # one grid point wide (1.0), edges at 0.3 and 4
+    assert contains(row, [0.1, 0.31, 1.0, 3.9, 4.2]).tolist() == [0, 1, 1, 1, 0]
+    assert edges(row) == (0.3, 4.0)
+    # an open edge (the curve still above the threshold at the grid's end) is unbounded
+    opened = _row(upper=1e9, upper_edge=1e9, upper_open=True)
+    assert edges(opened) == (0.3, 1e9) and edges(opened, open_unbounded=True) == (0.3, math.inf)
+    assert contains(opened, [1e12, 0.2]).tolist() == [True, False]
+    # no zone; a table written before the edges: the grid bounds
+    assert contains(_row(lower=math.nan, upper=math.nan), [1.0]) is None
+    old = pd.Series({"lower": 0.1, "upper": 10.0})
+    assert edges(old) == (0.1, 10.0) and contains(old, [0.05, 10.0]).tolist() == [False, True]
+
+
+def test_zone_table_edges_feed_contains():
+    scales = 10.0 ** np.arange(-2, 3)  # one decade apart
+    z = zone_bounds(scales, np.array([0.0, 0.2, 1.0, 0.4, 0.0]), threshold=0.5)
+    row = pd.Series(z)
+    assert z["lower"] == z["upper"] == 1.0
+    # the curve crosses 0.5 5/8 of the way to 0.1 and 5/6 of the way to 10 (log scale)
+    assert math.log10(z["lower_edge"]) == pytest.approx(-5 / 8)
+    assert math.log10(z["upper_edge"]) == pytest.approx(5 / 6)
+    assert contains(row, [10**-0.6, 10**-0.65, 10**0.8, 10**0.9]).tolist() == [1, 0, 1, 0]
+
+
+def test_equal_density_keeps_the_evenly_spaced_stretch():
+    exps = np.array([-9, -2.25, -1.5, -0.75, 0, 0.75, 1.5, 2.25, 9])
+    scales = 10.0**exps
+    inside_mask = np.abs(exps) <= 1
+    keep = equal_density(scales, inside_mask)
+    assert exps[keep].tolist() == [-2.25, -1.5, -0.75, 0, 0.75, 1.5, 2.25]
+    # a uniform grid is one run: everything is kept; the order of the input is kept
+    uniform = 10.0 ** np.array([3.0, -3.0, 0.0, 1.5, -1.5])
+    assert equal_density(uniform, [0, 0, 1, 0, 0]).all()
+    # a base step that meets the refinement at its own step joins the run
+    joined = np.array([-3, -2.25, -1.5, -0.75, 0, 0.75, 1.5, 2.25, 3, 6])
+    keep = equal_density(10.0**joined, np.abs(joined) <= 1)
+    assert joined[keep].tolist() == [-3, -2.25, -1.5, -0.75, 0, 0.75, 1.5, 2.25, 3]
+    # two dense stretches: the one holding both inside and outside scales
+    two = np.array([-6, -5.9, -5.8, 0, 0.1, 0.2, 0.3])
+    keep = equal_density(10.0**two, (two >= 0.05) & (two <= 0.25))
+    assert two[keep].tolist() == [0, 0.1, 0.2, 0.3]

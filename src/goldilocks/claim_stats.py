@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from goldilocks.tables import final_accuracy
-from goldilocks.zone import LOG_TOL, bounds, goldilocks_zone, inside, zone_row
+from goldilocks.zone import LOG_TOL, contains, goldilocks_zone, zone_row
 
 PAPER_VARIANTS = ("homogeneous", "bias", "residual", "layernorm", "combined")
 AFFINE_VARIANTS = ("layernorm_affine", "combined_affine")
@@ -362,17 +362,15 @@ class PairTables:
         return (None, why) if best is None else (best.set_index("scale")["mean"], "")
 
     def in_zone(self, variant: str, scaling: str, scales: Iterable[float]):
-        """Per trained scale: True/False (nearest curvature scale in the zone), or None."""
+        """Per trained scale: True/False (inside the zone's interpolated edges, an open
+        edge unbounded: :func:`goldilocks.zone.contains`), or None and the reason."""
         z, why = self.zone_row(variant, scaling)
         if z is None:
             return None, why
-        interval = bounds(z)
-        if interval is None:
+        mask = contains(z, scales)
+        if mask is None:
             return None, f"no zone for '{variant}' under '{scaling}' (peak not positive)"
-        sub, _ = self.curvature_rows(variant, scaling)
-        grid = sorted(set(sub["scale"])) if sub is not None else None
-        near = [nearest_grid(grid, s) if grid else s for s in scales]
-        return inside(*interval, near), ""
+        return mask, ""
 
     def curvature_at(self, variant: str, scaling: str, scales: Iterable[float]):
         """Seed-mean Tr(H)/‖H‖_F at the curvature scale nearest each of ``scales``."""

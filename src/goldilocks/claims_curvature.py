@@ -24,6 +24,7 @@ from goldilocks.claim_stats import (
     require,
     value_at,
 )
+from goldilocks.zone import edges
 
 #: ``(value, statistic in words, decided by a grid end point)``.
 Measured = tuple[float, str, bool]
@@ -215,11 +216,12 @@ def small_alpha_recoverable(pair: PairTables, variant, scaling, th) -> Measured:
 
 def _zone_centre(pair: PairTables, variant: str, scaling: str) -> float:
     """The seed's zone centre in decades of the equivalent temperature: log10 of the
-    geometric mean of its bounds under T; under alpha, -k times that of alpha (the
-    logits scale as alpha^k, as T = alpha^-k would)."""
-    z = need(pair.zone_row(variant, scaling))
-    lower, upper = float(z["lower"]), float(z["upper"])
-    require(np.isfinite(lower) and np.isfinite(upper), f"no zone for '{variant}' under {scaling}")
+    geometric mean of its interpolated edges (:func:`goldilocks.zone.edges`) under T;
+    under alpha, -k times that of alpha (the logits scale as alpha^k, as T = alpha^-k
+    would)."""
+    span = edges(need(pair.zone_row(variant, scaling)))
+    require(span is not None, f"no zone for '{variant}' under {scaling}")
+    lower, upper = span
     centre = (np.log10(lower) + np.log10(upper)) / 2
     if scaling == "temperature":
         return float(centre)

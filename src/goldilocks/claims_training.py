@@ -27,14 +27,18 @@ from goldilocks.claim_stats import (
     value_at,
 )
 from goldilocks.claims_curvature import Measured, scale_range
+from goldilocks.zone import edges, equal_density
 
 
 def _zone_split(pair: PairTables, variant: str, scaling: str, column: str = "train_acc"):
-    """Trained scales and best accuracies (of ``column``) with finite values, and which
-    lie in the zone."""
+    """Trained scales and best accuracies (of ``column``) with finite values, at one grid
+    density (:func:`goldilocks.zone.equal_density`: the refined stretch of a refined
+    grid), and which lie in the zone."""
     best = need(pair.best(variant, scaling, column))
     best = best[np.isfinite(best["mean"])]
     inside = need(pair.in_zone(variant, scaling, best["scale"]))
+    keep = equal_density(best["scale"], inside)
+    best, inside = best[keep].reset_index(drop=True), inside[keep]
     n_in, n_out = int(inside.sum()), int((~inside).sum())
     require(n_in > 0 and n_out > 0, f"{n_in} trained scale(s) inside the zone and {n_out} outside")
     return best, inside
@@ -120,9 +124,9 @@ def layernorm_curvature_disconnect(pair: PairTables, variant, scaling, th) -> Me
 def _above_zone(pair: PairTables, variant: str) -> pd.DataFrame:
     """Best accuracies at the trained T above the variant's zone plus the zone's last."""
     best = need(pair.best(variant, "temperature"))
-    z = need(pair.zone_row(variant, "temperature"))
-    upper = float(z["upper"])
-    require(np.isfinite(upper), f"no temperature zone for '{variant}'")
+    span = edges(need(pair.zone_row(variant, "temperature")))
+    require(span is not None, f"no temperature zone for '{variant}'")
+    upper = span[1]
     best = best[np.isfinite(best["mean"])]
     inside = need(pair.in_zone(variant, "temperature", best["scale"]))
     above = log10(best["scale"]) > math.log10(upper) + LOG_TOL

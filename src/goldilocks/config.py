@@ -171,7 +171,8 @@ def _check_pairs(config: Mapping) -> None:
 
 
 def _check_grid(config: Mapping, key: str, grid: Mapping) -> None:
-    """One scale grid spec: ordered, non-empty, inside the float range (times L)."""
+    """One scale grid spec (and its ``refine`` stretch): ordered, non-empty, inside the
+    float range (times L)."""
     if grid["log10_min"] > grid["log10_max"]:
         raise ConfigError(
             f"config key {key}: log10_min {grid['log10_min']} exceeds log10_max {grid['log10_max']}"
@@ -193,6 +194,8 @@ def _check_grid(config: Mapping, key: str, grid: Mapping) -> None:
             f"config key {key}: num {grid['num']} points on an empty range "
             f"[{grid['log10_min']}, {grid['log10_max']}]"
         )
+    if grid.get("refine"):
+        _check_grid(config, f"{key}.refine", grid["refine"])
 
 
 def _check_training(config: Mapping) -> None:

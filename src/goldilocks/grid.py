@@ -30,21 +30,34 @@ def canonical_scale(value: float | str) -> float:
     return float(scale_token(float(value)))
 
 
+def _exponents(lo: float, hi: float, num: int) -> list[float]:
+    return [lo] if num == 1 else [lo + (hi - lo) * i / (num - 1) for i in range(num)]
+
+
 def log_grid(spec: Mapping, depth_: int) -> list[float]:
-    """Scales of one grid spec: ``num`` log-spaced points, plus ``extra`` values.
+    """Scales of one grid spec: ``num`` log-spaced points, a denser ``refine`` stretch,
+    plus ``extra`` values.
 
     Args:
-        spec: ``{"log10_min", "log10_max", "num", "times_depth", "extra"}``. With
-            ``times_depth`` the exponents are multiplied by ``L`` (the paper's
-            ``T in [10^(-3L), 10^(3L)]``).
+        spec: ``{"log10_min", "log10_max", "num", "times_depth", "refine", "extra"}``.
+            With ``times_depth`` the exponents are multiplied by ``L`` (the paper's
+            ``T in [10^(-3L), 10^(3L)]``). ``refine`` (``{"log10_min", "log10_max",
+            "num"}``, times ``L`` only with its own ``times_depth``) adds ``num`` more
+            log-spaced points over its own range: the denser points around alpha = 1
+            and T = 1, where the Goldilocks zones lie whatever the depth, that place
+            the zone edges and put several trained scales inside every zone
+            (docs/method.md section 2.4).
         depth_: ``L`` of the architecture variant.
 
     Returns:
         Sorted, de-duplicated canonical scales.
     """
     factor = depth_ if spec.get("times_depth", False) else 1
-    lo, hi, num = spec["log10_min"] * factor, spec["log10_max"] * factor, spec["num"]
-    exps = [lo] if num == 1 else [lo + (hi - lo) * i / (num - 1) for i in range(num)]
+    exps = _exponents(spec["log10_min"] * factor, spec["log10_max"] * factor, spec["num"])
+    refine = spec.get("refine")
+    if refine:
+        times = depth_ if refine.get("times_depth", False) else 1
+        exps += _exponents(refine["log10_min"] * times, refine["log10_max"] * times, refine["num"])
     values = [10.0**e for e in exps] + [float(v) for v in spec.get("extra", [])]
     return sorted({canonical_scale(v) for v in values})
 

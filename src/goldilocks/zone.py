@@ -164,3 +164,86 @@ def inside(lower: float, upper: float, scales) -> np.ndarray:
     """Per scale: within ``[lower, upper]`` up to :data:`LOG_TOL` in log10 (NaN: False)."""
     lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
     return np.array([bool(np.isfinite(s) and lo <= math.log10(s) <= hi) for s in scales], bool)
+
+
+def edges(row: pd.Series | None, open_unbounded: bool = False) -> tuple[float, float] | None:
+    """``(lower_edge, upper_edge)`` of a zone row: the edges interpolated in log scale
+    (:func:`zone_bounds`), or None when there is no row or no zone. A zone table written
+    before the edges existed gives its grid bounds. With ``open_unbounded`` an edge at the
+    grid's end (the curve still above the threshold there) is 0 or ``inf``: the zone's
+    true edge lies beyond the grid, so every scale past it counts as inside."""
+    grid = bounds(row)
+    if grid is None:
+        return None
+    if "lower_edge" not in row or "upper_edge" not in row:
+        return grid
+    lower, upper = float(row["lower_edge"]), float(row["upper_edge"])
+    if not (np.isfinite(lower) and np.isfinite(upper)):
+        return grid
+    if open_unbounded:
+        lower = 0.0 if bool(row.get("lower_open", False)) else lower
+        upper = math.inf if bool(row.get("upper_open", False)) else upper
+    return lower, upper
+
+
+def contains(row: pd.Series | None, scales) -> np.ndarray | None:
+    """Per scale: inside the zone row's interpolated edges (:func:`edges`, an open edge
+    unbounded; up to :data:`LOG_TOL` in log10), or None when there is no zone. The one
+    membership test of the claims and figures: a trained scale between two curvature
+    grid points is judged by where the curve crosses the threshold, not by its nearest
+    grid point."""
+    span = edges(row, open_unbounded=True)
+    if span is None:
+        return None
+    lower, upper = span
+    lo = -math.inf if lower == 0 else math.log10(lower) - LOG_TOL
+    hi = math.inf if math.isinf(upper) else math.log10(upper) + LOG_TOL
+    return np.array(
+        [bool(np.isfinite(s) and s > 0 and lo <= math.log10(s) <= hi) for s in scales], bool
+    )
+
+
+#: Two log10 gaps are the same grid step within this (scales are canonical to six digits).
+STEP_TOL = 1e-3
+
+
+def equal_density(scales, zone_mask) -> np.ndarray:
+    """Which of ``scales`` an inside-against-outside comparison uses: one stretch of the
+    grid at one density (docs/claims.md, "Inside against outside the zone").
+
+    A training grid refined around T = 1 (``refine`` in a scale grid, docs/method.md
+    section 2.4) samples the zone more densely than the far scales; a maximum or mean
+    over more points inside would favour the zone for the sampling alone. The comparison
+    therefore keeps the longest run of consecutive scales (ascending in log10) spaced by
+    the grid's finest step, among the runs holding scales both inside and outside the
+    zone (``zone_mask``), else the longest run holding zone scales. A uniform grid is one
+    run: every scale is kept.
+
+    Returns:
+        A boolean mask over ``scales`` (their order).
+    """
+    logs = np.log10(np.asarray(list(scales), float))
+    mask = np.asarray(zone_mask, bool)
+    n = len(logs)
+    if n < 3:
+        return np.ones(n, bool)
+    order = np.argsort(logs)
+    gaps = np.diff(logs[order])
+    step = gaps.min()
+    fine = np.abs(gaps - step) <= STEP_TOL * max(1.0, step)
+    runs, start = [], 0
+    for i, ok in enumerate(fine):
+        if not ok:
+            runs.append((start, i))
+            start = i + 1
+    runs.append((start, n - 1))
+    runs = [r for r in runs if r[1] > r[0]] or [(0, n - 1)]
+
+    def rank(run):
+        members = mask[order[run[0] : run[1] + 1]]
+        return (bool(members.any() and not members.all()), bool(members.any()), len(members))
+
+    first, last = max(runs, key=rank)
+    keep = np.zeros(n, bool)
+    keep[order[first : last + 1]] = True
+    return keep

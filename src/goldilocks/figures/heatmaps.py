@@ -14,6 +14,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from goldilocks.figures import style
 from goldilocks.tables import final_accuracy
+from goldilocks.zone import edges
 
 ACCURACY_LABELS = {"train_acc": "final train accuracy", "test_acc": "final test accuracy"}
 
@@ -76,7 +77,7 @@ def accuracy_heatmap(ax, final: pd.DataFrame, column: str, norm: Normalize, zone
     _grid_ticks(ax.xaxis, xs)
     _grid_ticks(ax.yaxis, ys)
     if zone is not None:
-        for bound, side in ((zone["lower"], "left"), (zone["upper"], "right")):
+        for bound, side in zip(edges(zone), ("left", "right"), strict=True):
             if not np.isfinite(bound):
                 continue
             if x_edges[0] <= bound <= x_edges[-1]:

@@ -23,7 +23,7 @@ from goldilocks.figures.style import (
     variants_of,
     zone_of,
 )
-from goldilocks.zone import LOG_TOL
+from goldilocks.zone import LOG_TOL, edges
 
 #: The joint curve with the small-alpha exponent m (T = alpha^m; L - 𝓛 for residual),
 #: drawn in the joint row of figure 1.
@@ -85,7 +85,7 @@ def _curve_panel(ax, sub: pd.DataFrame, zone, scaling: str, label=None, color=No
     z = zone_of(zone, sub, sub["variant"].iloc[0], scaling)
     if z is not None:
         ax.axvspan(*_zone_span(z, sub["scale"]), color=color or "gold", alpha=0.3, lw=0)
-        for bound in (z["lower"], z["upper"]):
+        for bound in edges(z):
             ax.axvline(bound, color=color or "darkgoldenrod", ls="--", lw=0.8)
 
 
@@ -131,13 +131,15 @@ def figure_1(curvature: pd.DataFrame, zone: pd.DataFrame | None = None) -> Figur
 
 
 def _zone_span(z, scales) -> tuple[float, float]:
-    """Shaded extent of a zone: its bounds, or for a one-point zone the point's grid cell.
+    """Shaded extent of a zone: its interpolated edges (:func:`goldilocks.zone.edges`),
+    or for a zone without width the point's grid cell.
 
-    A zone of a single grid scale would be a zero-width span (one line); it is shaded
+    The edges give a one-grid-point zone its width. Only where both neighbours are NaN
+    (no crossing to place) would the span be zero wide (one line); it is then shaded
     over the scales nearer to it than to its neighbours (half a grid step either side,
-    in log scale), the cell a trained scale is matched to.
+    in log scale).
     """
-    lower, upper = float(z["lower"]), float(z["upper"])
+    lower, upper = edges(z)
     if not math.isclose(math.log10(lower), math.log10(upper), abs_tol=LOG_TOL):
         return lower, upper
     logs = np.log10(np.unique(np.asarray(scales, float)))

@@ -21,7 +21,7 @@ from goldilocks.figures.style import (
     zone_of,
 )
 from goldilocks.tables import final_accuracy
-from goldilocks.zone import bounds, inside
+from goldilocks.zone import contains
 
 IN_ZONE = "trained scale in the zone"
 
@@ -35,11 +35,11 @@ def _legend_once(fig: Figure, axes: np.ndarray, label: str) -> None:
                 return
 
 
-def _zone_points(z, near: list[float]) -> np.ndarray:
-    """Which nearest-curvature scales lie inside the zone row ``z`` (None: none)."""
-    if z is None:
-        return np.zeros(len(near), bool)
-    return inside(*bounds(z), near)
+def _zone_points(z, scales) -> np.ndarray:
+    """Which trained ``scales`` lie inside the zone row ``z``'s interpolated edges
+    (:func:`goldilocks.zone.contains`; None: none), as the claims judge them."""
+    mask = None if z is None else contains(z, scales)
+    return np.zeros(len(list(scales)), bool) if mask is None else mask
 
 
 def _curvature_vs_accuracy(ax, best: pd.DataFrame, curv: pd.DataFrame, z, norm: Normalize):
@@ -57,7 +57,7 @@ def _curvature_vs_accuracy(ax, best: pd.DataFrame, curv: pd.DataFrame, z, norm: 
     ax.errorbar(x[ok], y[ok], xerr=xerr, yerr=yerr, fmt="none", ecolor="0.6", lw=0.6, zorder=2)
     colour = np.log10(best["scale"].to_numpy(float))[ok]
     points = ax.scatter(x[ok], y[ok], c=colour, cmap="viridis", norm=norm, s=16, zorder=3)
-    ring = ok & _zone_points(z, near)
+    ring = ok & _zone_points(z, best["scale"])
     if ring.any():
         ax.scatter(
             *(x[ring], y[ring]),
@@ -86,9 +86,9 @@ def figure_7(
     nearest the trained scale (same variant and scaling); y: the best final train
     accuracy over eta0, mean over training seeds (a diverged cell counts with its
     epoch-0 accuracy, as in :mod:`goldilocks.claims`); bars: min-max over seeds. Colour:
-    log10 of the scale (one colour scale per row); ringed: the nearest curvature scale
-    lies in the Goldilocks zone. Trained scales without a finite curvature value are
-    counted in the panel's corner.
+    log10 of the scale (one colour scale per row); ringed: the trained scale lies inside
+    the Goldilocks zone's interpolated edges (as the claims judge it). Trained scales
+    without a finite curvature value are counted in the panel's corner.
 
     Raises:
         ValueError: no training cells.
