@@ -63,7 +63,8 @@ def cell_convergence(
     initial = float(losses[0]) if len(epochs) and epochs[0] == 0 else math.nan
     final = float(losses[-1]) if len(losses) else math.nan
     window = losses[epochs >= window_start(last)] if len(epochs) else losses
-    spread = float(np.ptp(window)) if len(window) else math.nan
+    with np.errstate(invalid="ignore"):  # a diverged cell's last loss: inf - inf
+        spread = float(np.ptp(window)) if len(window) else math.nan
     out = dict(
         epochs=last,
         initial_loss=initial,
