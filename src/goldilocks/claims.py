@@ -11,8 +11,9 @@ generator (:mod:`goldilocks.claims_calibration`).
 :func:`evaluate_claims` computes each claim's statistic on every seed (curvature and
 training seeds of one value stay paired), compares each seed with the threshold and
 decides the row: ``supported``, ``not_supported``, ``inconclusive`` (with the reason:
-too few seeds, split seeds) or ``not_testable`` (the run lacks the variant, scaling,
-table or enough finite cells; the reason is in ``statistic``). Curvature claims are also
+too few seeds, split seeds, or a training row's deciding cells not converged) or
+``not_testable`` (the run lacks the variant, scaling, table or enough finite cells; the
+reason is in ``statistic``). Curvature claims are also
 decided on the even and the odd sub-grid of scales (``resolution_robust``).
 
 Missing tables, variants and scalings, NaN cells and a single seed never raise. A table
