@@ -16,6 +16,7 @@ SETTINGS = {
     "chunk_size": None,
     "curvature_every": 0,
     "tf32": False,
+    "log_convergence": False,
     "device": "cpu",  # not part of the key's settings: the device enters as the device
 }
 LOG = logging.getLogger("test_checkpoint")

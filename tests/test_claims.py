@@ -899,3 +899,46 @@ def test_temperature_probe_more_robust():
     assert (r["verdict"] == N).all() and (r["value"] == 0).all()  # ties are exactly 0
     no_zone = drop(world(), "curvature", variant="homogeneous", scaling="alpha")
     assert (run("temperature_probe_more_robust", no_zone)["verdict"] == U).all()
+
+
+def _settled(tables: dict) -> pd.DataFrame:
+    """A convergence table (docs/method.md section 5.8) where every cell converged."""
+    keys = ["architecture", "dataset", "variant", "scaling", "scale", "seed", "lr_base"]
+    conv = tables["training"].groupby(keys, as_index=False)["diverged"].any()
+    return conv.assign(converged=~conv["diverged"], status="converged")
+
+
+def test_unconverged_deciding_cell_makes_a_training_row_inconclusive():
+    tables = world()
+    tables["convergence"] = conv = _settled(tables)
+    r = run("zone_aligned_with_training", tables)
+    assert (r["verdict"] == S).all()  # all converged: the old verdict
+    # seed 0's best cell (rate 1.0) at one bias/temperature scale still falling
+    bias_t = (conv["variant"] == "bias") & (conv["scaling"] == "temperature")
+    scale = sorted(set(conv.loc[bias_t, "scale"]))[2]
+    at = bias_t & (conv["scale"] == scale) & (conv["seed"] == 0)
+    conv.loc[at & (conv["lr_base"] == 1.0), "converged"] = False
+    r = run("zone_aligned_with_training", tables)
+    assert (
+        verdict(r, "bias", "temperature") == claims.INCONCLUSIVE
+        and verdict(r, "residual", "temperature") == S
+    )
+    why = row(r, "bias", "temperature")["inconclusive_reason"]
+    assert why.startswith("not converged: seed 0: 1 of 5 trained scales")
+    assert np.isfinite(row(r, "bias", "temperature")["value"])  # still computed and shown
+    from goldilocks.claims_report import claims_figure, claims_html
+
+    assert "not converged: seed 0: 1 of 5 trained scales" in claims_html(r)
+    assert len(claims_figure(r).axes) >= 1  # the figure draws the row like the others
+    # the worse rate's cell not converging decides nothing
+    conv.loc[at, "converged"] = [bool(lr == 1.0) for lr in conv.loc[at, "lr_base"]]
+    assert verdict(run("zone_aligned_with_training", tables), "bias", "temperature") == S
+    # a scale where every rate diverged is decided (one outside the zone: the verdict stays)
+    low = sorted(set(conv.loc[bias_t, "scale"]))[0]
+    tr = tables["training"]
+    cell = (tr["variant"] == "bias") & (tr["scaling"] == "temperature") & (tr["scale"] == low)
+    tr.loc[cell & (tr["seed"] == 0), "diverged"] = True
+    gone = bias_t & (conv["scale"] == low) & (conv["seed"] == 0)
+    conv.loc[gone, ["diverged", "converged"]] = [True, False]
+    r = run("zone_aligned_with_training", tables)
+    assert verdict(r, "bias", "temperature") == S

@@ -98,6 +98,20 @@ def test_resumed_state_logs_only_its_remaining_epochs():
     assert all(torch.equal(resumed.params[k], v) for k, v in whole.params.items())
 
 
+def test_dense_logging_adds_rows_and_changes_no_row():
+    """training.log_convergence: every epoch 1..10 and of the last 10% too; the rows the
+    sparse run logs are the same numbers (the train metrics are the step's own)."""
+    model, params, train_data, test_data = _data()
+    sparse = train(model, TrainState(dict(params)), train_data, test_data, 1.0, 0.1, 30, 8)
+    dense = train(
+        model, TrainState(dict(params)), train_data, test_data, 1.0, 0.1, 30, 8, dense=True
+    )
+    assert [r["epoch"] for r in sparse.rows] == [0, 8, 16, 24, 30]
+    epochs = [r["epoch"] for r in dense.rows]
+    assert epochs == [*range(0, 11), 16, 24, 27, 28, 29, 30]
+    assert [r for r in dense.rows if r["epoch"] in (0, 8, 16, 24, 30)] == sparse.rows
+
+
 def test_on_epoch_after_every_update():
     model, params, train_data, test_data = _data()
     seen = []

@@ -15,14 +15,15 @@ def test_batch_key_names_what_cells_share():
 
     def key(seed=0, variant="homogeneous", **changes):
         c = TrainCell("lenet300100", "synthetic", variant, "temperature", "1", seed, "0.1")
-        settings = {**TRAIN, "tf32": False, **changes}
+        settings = {**TRAIN, "tf32": False, "log_convergence": False, **changes}
         return training_cell.batch_key(c, torch.device("cpu"), settings, own_data=False)
 
     assert key() == key(seed=0)
     assert key(seed=1) != key()  # a training subset is drawn from the seed
     full = {"train_subset": None, "test_subset": None}
     assert key(seed=1, **full) == key(**full)  # no subset: seeds share the data
-    for change in ({"epochs": 16}, {"dtype": "float64"}, {"chunk_size": 32}, {"tf32": True}):
+    changes = ({"epochs": 16}, {"dtype": "float64"}, {"chunk_size": 32}, {"tf32": True})
+    for change in (*changes, {"log_convergence": True}):
         assert key(**change) != key()
     assert key(variant="residual") != key()
 

@@ -323,6 +323,37 @@ def test_one_dry_run_per_rerun_class(finished_run, tmp_path):
     assert result["curvature"] == 21 and "train" not in result and "init" not in result
 
 
+def test_log_convergence_reruns_only_the_train_cells_and_gives_the_convergence_table(
+    finished_run, tmp_path
+):
+    """training.log_convergence (docs/method.md sections 5.2 and 5.8): off (the default),
+    a finished run records no param for it and plans nothing (above); switched on, it
+    plans exactly the training cells and what follows them, and the tables job derives
+    results/convergence.parquet with a window of logged epochs; a convergence threshold
+    reruns only the tables and the claims."""
+    workdir, _ = finished_run
+    off = pd.read_parquet(workdir / "results/convergence.parquet")
+    assert len(off) == 4 and set(off["status"]) <= {"unknown", "stalled", "diverged"}
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["training"]["log_convergence"] = True
+    write_config(copy, config)
+    planned = dry_run_jobs(copy)
+    assert planned["train"] == 4 and "curvature" not in planned and "init" not in planned
+    proc = snakemake(copy)
+    assert jobs_run(proc, "train") == 4
+    on = pd.read_parquet(copy / "results/convergence.parquet")
+    assert len(on) == 4 and (on["window_points"] >= 2).all()
+    assert set(on["status"]) <= {"converged", "progressing", "stalled", "diverged"}
+    epochs = pd.read_parquet(copy / "results/training.parquet")["epoch"]
+    assert set(range(min(10, TINY["training"]["epochs"]) + 1)) <= set(epochs)
+    assert dry_run_jobs(copy) == {}
+    config["convergence"] = {"settle_tol": 0.2}
+    write_config(copy, config)
+    assert set(dry_run_jobs(copy)) <= {"tables", "claims", "all"}
+
+
 def test_bad_config_is_one_line_before_any_job(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["variants"] = ["homogeneous", "batchnorm"]

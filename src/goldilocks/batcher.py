@@ -67,6 +67,7 @@ class Shared:
     chunk_size: int | str | None = None
     probe_every: int = 0
     method: str = "auto"
+    dense: bool = False
 
 
 class _Batch:
@@ -83,7 +84,8 @@ class Batcher:
     ``batcher.train(key, cell, shared)`` blocks until ``cell`` is trained and returns its
     final state. Cells of equal ``key`` join the same open batch, so the key must name
     everything they share (architecture, variant, dataset, training and test subsets,
-    epochs, log_every, dtype, device, chunk size, curvature_every, TF32, and the seed
+    epochs, log_every, log_convergence, dtype, device, chunk size, curvature_every, TF32,
+    and the seed
     where the data or a model's buffers depend on it: :func:`goldilocks.training_cell.batch_key`).
     The first cell's
     thread leads: it waits until the batch holds ``max_cells`` cells or ``wait_s``
@@ -165,4 +167,5 @@ def _run(cells: list[Cell], shared: Shared) -> None:
         probes=[c.probe for c in cells],
         probe_every=shared.probe_every,
         method=shared.method if len(cells) > 1 else "loop",
+        dense=shared.dense,
     )

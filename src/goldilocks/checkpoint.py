@@ -33,6 +33,7 @@ RESUME_SETTINGS = (
     "chunk_size",
     "curvature_every",
     "tf32",
+    "log_convergence",
 )
 
 

@@ -26,6 +26,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from goldilocks.cells import TRAIN_KEYS
 from goldilocks.tables import final_accuracy
 from goldilocks.zone import LOG_TOL, contains, goldilocks_zone, zone_row
 
@@ -55,6 +56,7 @@ REQUIRED = {
         "train_acc",
     ],
     "kl": ["architecture", "dataset", "variant", "seed", "alpha", "logit_rel_error"],
+    "convergence": [*TRAIN_KEYS, "converged", "diverged"],
     "small_alpha": [
         "architecture",
         "dataset",
@@ -258,8 +260,15 @@ class PairTables:
     training: pd.DataFrame | None
     kl: pd.DataFrame | None
     small_alpha: pd.DataFrame | None = None
+    #: ``results/convergence.parquet`` rows (docs/method.md section 5.8); None: no check.
+    convergence: pd.DataFrame | None = None
     #: Per-seed tables and curves computed so far (a cache).
     _seeded: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Trained scales a measurement used, ``(variant, scaling, scale)``, and those of
+    #: them whose deciding cell is unsettled (:meth:`check_settled`); the claim
+    #: framework clears both before each measurement.
+    used: set = field(default_factory=set, repr=False, compare=False)
+    unsettled: set = field(default_factory=set, repr=False, compare=False)
 
     def seeds(self, tables: Iterable[str]) -> list[int]:
         """The seeds every one of ``tables`` (names of this pair's tables that exist) has,
@@ -272,13 +281,13 @@ class PairTables:
         return sorted(set.intersection(*sets)) if sets else []
 
     def for_seed(self, seed: int, grid: str = "full") -> PairTables:
-        """This pair's rows of one ``seed`` (curvature, training, kl, small_alpha), on the curvature
+        """This pair's rows of one ``seed`` (every table but the zone), on the curvature
         ``grid`` (:data:`GRIDS`); the zone is recomputed from that seed's curvature with
         the zone table's threshold (:func:`goldilocks.zone.goldilocks_zone`)."""
         key = (seed, grid)
         if key not in self._seeded:
             parts = {}
-            for name in ("curvature", "training", "kl", "small_alpha"):
+            for name in ("curvature", "training", "kl", "small_alpha", "convergence"):
                 frame = getattr(self, name)
                 parts[name] = None if frame is None else frame[frame["seed"] == seed]
             if parts["curvature"] is not None:
@@ -355,6 +364,41 @@ class PairTables:
                 sub, why = None, f"training table has no '{column}'"
             self._seeded[key] = (None, why) if sub is None else (best_accuracy(sub, column), "")
         return self._seeded[key]
+
+    def unsettled_scales(
+        self, variant: str, scaling: str, scales: Iterable[float], column: str = "train_acc"
+    ) -> list[float]:
+        """Those of ``scales`` (trained scales of ``variant``/``scaling``) not *decided*
+        (docs/claims.md, "Convergence"): the cell that decides their best ``column``
+        (the best eta0's) did not converge, and not every eta0's cell diverged. Per seed
+        where the pair holds several. [] without a convergence table."""
+        final, _ = self.final_rows(variant, scaling)
+        if self.convergence is None or final is None or column not in final:
+            return []
+        keys = list(TRAIN_KEYS)
+        flags = self.convergence[[*keys, "converged"]]
+        cells = final.drop(columns=["converged"], errors="ignore").merge(flags, on=keys, how="left")
+        cells = cells[np.isin(cells["scale"].to_numpy(float), np.asarray(list(scales), float))]
+        out = set()
+        for (scale, _seed), group in cells.groupby(["scale", "seed"]):
+            if group["diverged"].astype(bool).all():
+                continue  # every rate diverged: decided
+            accuracy = group[column].astype(float)
+            best = group.loc[accuracy.idxmax()] if accuracy.notna().any() else group.iloc[0]
+            if not (pd.notna(best["converged"]) and bool(best["converged"])):
+                out.add(float(scale))
+        return sorted(out)
+
+    def check_settled(
+        self, variant: str, scaling: str, scales: Iterable[float], column: str = "train_acc"
+    ) -> None:
+        """Record the trained ``scales`` a training measurement used and which of them are
+        unsettled (:meth:`unsettled_scales`); never raises: the statistic is still
+        computed, the claim framework turns the row ``inconclusive``."""
+        scales = [float(s) for s in scales]
+        self.used.update((variant, scaling, s) for s in scales)
+        bad = self.unsettled_scales(variant, scaling, scales, column)
+        self.unsettled.update((variant, scaling, s) for s in bad)
 
     def best_curve(self, variant: str, scaling: str) -> tuple[pd.Series | None, str]:
         """Best final train accuracy per trained scale (index ascending), or None and why."""

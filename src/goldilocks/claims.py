@@ -11,8 +11,9 @@ generator (:mod:`goldilocks.claims_calibration`).
 :func:`evaluate_claims` computes each claim's statistic on every seed (curvature and
 training seeds of one value stay paired), compares each seed with the threshold and
 decides the row: ``supported``, ``not_supported``, ``inconclusive`` (with the reason:
-too few seeds, split seeds) or ``not_testable`` (the run lacks the variant, scaling,
-table or enough finite cells; the reason is in ``statistic``). Curvature claims are also
+too few seeds, split seeds, or a training row's deciding cells not converged) or
+``not_testable`` (the run lacks the variant, scaling, table or enough finite cells; the
+reason is in ``statistic``). Curvature claims are also
 decided on the even and the odd sub-grid of scales (``resolution_robust``).
 
 Missing tables, variants and scalings, NaN cells and a single seed never raise. A table
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -102,13 +103,19 @@ class _Seeds:
     texts: list[str]
     ends: list[bool]
     reason: str  # why no seed could be measured ("" when some could)
+    #: Per measured seed, "seed s: n of m trained scales" whose deciding cell is
+    #: unsettled (docs/claims.md, "Convergence"); absent for a seed with none.
+    unsettled: list[str] = field(default_factory=list)
 
 
 def _measure_seeds(spec: ClaimSpec, pair: PairTables, variant, scaling, th, grid) -> _Seeds:
     out = _Seeds([], [], [], [], "")
     for seed in pair.seeds(spec.tables):
+        seeded = pair.for_seed(seed, grid)
+        seeded.used.clear()
+        seeded.unsettled.clear()
         try:
-            value, text, end = spec.measure(pair.for_seed(seed, grid), variant, scaling, th)
+            value, text, end = spec.measure(seeded, variant, scaling, th)
         except NotTestable as why:
             out.reason = out.reason or str(why)
             continue
@@ -119,6 +126,9 @@ def _measure_seeds(spec: ClaimSpec, pair: PairTables, variant, scaling, th, grid
         out.values.append(float(value))
         out.texts.append(text)
         out.ends.append(bool(end))
+        if seeded.unsettled:
+            n, m = len(seeded.unsettled), len(seeded.used)
+            out.unsettled.append(f"seed {seed}: {n} of {m} trained scales")
     if not out.seeds and not out.reason:
         try:  # no seed in common: the whole pair's look-up says which table is missing
             spec.measure(pair, variant, scaling, th)
@@ -179,30 +189,43 @@ def _row(spec: ClaimSpec, pair: PairTables, variant, scaling, th) -> dict:
                     for g in ("even", "odd")]  # fmt: skip
         robust = all(d is not None and d.verdict == decision.verdict for d in verdicts)
     low, high = interval(full.values)
+    verdict, reason = decision.verdict, decision.reason
+    if full.unsettled and verdict in (SUPPORTED, NOT_SUPPORTED):
+        verdict, reason = INCONCLUSIVE, _unsettled_reason(full.unsettled)
     return {
         **base,
         "statistic": statistic,
         "value": median,
-        "verdict": decision.verdict,
+        "verdict": verdict,
         "n_seeds": len(values),
         "seeds": list(full.seeds),
         "value_per_seed": list(full.values),
         "seeds_passing": decision.seeds_passing,
         "ci_low": low,
         "ci_high": high,
-        "inconclusive_reason": decision.reason,
+        "inconclusive_reason": reason,
         "resolution_robust": robust,
         "at_grid_end": bool(np.mean(full.ends) > 0.5),
     }
 
 
-def _tables(curvature, zone, training, kl, small_alpha=None) -> dict:
+def _unsettled_reason(per_seed: list[str]) -> str:
+    """The inconclusive reason of a training row with unsettled scales (docs/claims.md,
+    "Convergence")."""
+    return (
+        f"not converged: {', '.join(per_seed)} (best cell neither converged nor diverged "
+        "at every rate)"
+    )
+
+
+def _tables(curvature, zone, training, kl, small_alpha=None, convergence=None) -> dict:
     return {
         "curvature": check_table("curvature", curvature),
         "zone": check_table("zone", zone),
         "training": check_table("training", training),
         "kl": check_table("kl", kl),
         "small_alpha": check_table("small_alpha", small_alpha),
+        "convergence": check_table("convergence", convergence),
     }
 
 
@@ -223,10 +246,17 @@ def _rows(specs, tables: dict, th: dict) -> pd.DataFrame:
 
 def _claim_function(spec: ClaimSpec) -> Callable[..., pd.DataFrame]:
     def evaluate(
-        curvature=None, zone=None, training=None, kl=None, thresholds=None, small_alpha=None
+        curvature=None,
+        zone=None,
+        training=None,
+        kl=None,
+        thresholds=None,
+        small_alpha=None,
+        convergence=None,
     ):
         th = resolve_thresholds(thresholds)
-        return _rows([spec], _tables(curvature, zone, training, kl, small_alpha), th)
+        tables = _tables(curvature, zone, training, kl, small_alpha, convergence)
+        return _rows([spec], tables, th)
 
     evaluate.__name__ = evaluate.__qualname__ = spec.id
     evaluate.__doc__ = f"Claim {spec.id}: {spec.description} (docs/claims.md)."
@@ -244,6 +274,7 @@ def evaluate_claims(
     thresholds: dict | None = None,
     kl: pd.DataFrame | None = None,
     small_alpha: pd.DataFrame | None = None,
+    convergence: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every claim of :data:`SPECS` on every architecture/dataset pair of the tables.
 
@@ -255,6 +286,9 @@ def evaluate_claims(
         kl: ``results/kl_layernorm.parquet`` (None: the appendix E claims not testable).
         small_alpha: ``results/small_alpha.parquet`` (None: the recoverability claims
             not testable).
+        convergence: ``results/convergence.parquet`` (None: no convergence check). A
+            training row supported or not supported on seeds some of whose deciding
+            cells did not converge is ``inconclusive`` (docs/claims.md, "Convergence").
 
     Returns:
         The rows of every claim, columns :data:`COLUMNS`, in the order of the paper.
@@ -264,7 +298,7 @@ def evaluate_claims(
             column (one line naming them).
     """
     th = resolve_thresholds(thresholds)
-    return _rows(SPECS, _tables(curvature, zone, training, kl, small_alpha), th)
+    return _rows(SPECS, _tables(curvature, zone, training, kl, small_alpha, convergence), th)
 
 
 __all__ = [

@@ -41,6 +41,7 @@ def _zone_split(pair: PairTables, variant: str, scaling: str, column: str = "tra
     best, inside = best[keep].reset_index(drop=True), inside[keep]
     n_in, n_out = int(inside.sum()), int((~inside).sum())
     require(n_in > 0 and n_out > 0, f"{n_in} trained scale(s) inside the zone and {n_out} outside")
+    pair.check_settled(variant, scaling, best["scale"], column)
     return best, inside
 
 
@@ -84,6 +85,7 @@ def _rank_correlation(
     rho, _ = kernel.rank_correlation(curv, best["mean"], int(th["min_points"]))
     n = int((np.isfinite(curv) & np.isfinite(best["mean"].to_numpy(float))).sum())
     require(np.isfinite(rho), f"{n} trained scale(s) with finite curvature and accuracy")
+    pair.check_settled(variant, scaling, best["scale"][np.isfinite(curv)], column)
     stat = (
         f"Spearman rank correlation over {n} trained scales between initial Tr(H)/‖H‖_F "
         f"(nearest curvature scale, same seed) and best {_ACCURACY[column]}; {verdict}"
@@ -133,6 +135,7 @@ def _above_zone(pair: PairTables, variant: str) -> pd.DataFrame:
     if np.any(inside & ~above):
         above[np.flatnonzero(inside & ~above).max()] = True  # the zone's last trained T
     require(above.sum() >= 2, f"{int(above.sum())} trained T of '{variant}' from its zone on")
+    pair.check_settled(variant, "temperature", best["scale"][above])
     return best[above]
 
 
@@ -157,6 +160,7 @@ def layernorm_trains_wide_range(pair: PairTables, variant, scaling, th) -> Measu
     x, acc = log10(best["scale"]), best["mean"]
     fraction, end = kernel.good_fraction(x, acc, th["good_acc_rel"], 0.0)
     require(np.isfinite(fraction), "T = 1 not inside two finite trained T")
+    pair.check_settled(variant, "temperature", best["scale"])
     stat = (
         f"fraction of the log T range {scale_range(best['scale'])} ({len(best)} trained T, "
         f"linear between them) where best accuracy is >= {th['good_acc_rel']:g} x its value "
@@ -174,12 +178,27 @@ def alpha_training_like_temperature(pair: PairTables, variant, scaling, th) -> M
     at_t = np.array([value_at(temp, float(a) ** -k)[0] for a in curve.index])
     ok = np.isfinite(at_t) & np.isfinite(curve.to_numpy(float))
     require(ok.sum() >= 2, f"{int(ok.sum())} trained alpha(s) with a trained T = alpha^-{k}")
+    _check_matched(pair, variant, curve.index[ok], curve.index.to_numpy(float)[ok] ** -k)
     gap, end = kernel.median_abs_gap(curve.to_numpy(float)[ok], at_t[ok])
     stat = (
         f"median over {int(ok.sum())} trained alphas of |best acc(alpha) - best acc(T = "
         f"alpha^-{k})| (T interpolated in log T); similar if <= threshold"
     )
     return gap, stat, end
+
+
+def _check_matched(pair: PairTables, variant: str, alphas, temperatures) -> None:
+    """Convergence check of an alpha-against-T comparison: the trained ``alphas`` and,
+    under temperature, the trained T that bracket each matched T (its interpolation)."""
+    pair.check_settled(variant, "alpha", alphas)
+    curve, _ = pair.best_curve(variant, "temperature")
+    grid = np.sort(curve.index.to_numpy(float)) if curve is not None else np.array([])
+    used = set()
+    for t in np.asarray(temperatures, float):
+        i = int(np.searchsorted(grid, t * (1 - 1e-9)))
+        used.update(grid[max(i - 1, 0) : i + 1] if i < len(grid) and grid[i] > t * (1 + 1e-9)
+                    else grid[i : i + 1])  # fmt: skip
+    pair.check_settled(variant, "temperature", sorted(used))
 
 
 def _unstable(final: pd.DataFrame, th: dict) -> pd.Series:
@@ -220,6 +239,7 @@ def layernorm_alpha_accuracy_drop_small_alpha(pair: PairTables, variant, scaling
     ref = np.array([value_at(temp, 1 / float(alpha))[0] for alpha in a.index])
     ok = np.isfinite(ref)
     require(ok.any(), f"no trained alpha <= {bound:g} with a trained T = 1/alpha in range")
+    _check_matched(pair, variant, a.index[ok], 1 / a.index[ok].to_numpy(float))
     gap, end = kernel.max_deficit(a.to_numpy(float)[ok], ref[ok])
     stat = (
         f"largest deficit over {int(ok.sum())} trained alphas <= {bound:g} of best accuracy "

@@ -127,13 +127,15 @@ def train_cell(
     batch_cells: int = 1,
     batch_wait: float = 5.0,
     tf32: bool = False,
+    log_convergence: bool = False,
     threads: int = 0,
     **settings,
 ) -> None:
     """Training stage: full-batch GD of one cell, one row per logged epoch.
 
-    ``settings``: the train rule's params (see workflow/rules/train.smk; ``tf32`` is one
-    only when true). :func:`goldilocks.training_cell.train` prepares the cell and hands
+    ``settings``: the train rule's params (see workflow/rules/train.smk; ``tf32`` and
+    ``log_convergence`` are ones only when true).
+    :func:`goldilocks.training_cell.train` prepares the cell and hands
     it to the process's batcher, which trains it alone or with up to ``batch_cells - 1``
     other cells of its batch key that arrive within ``batch_wait`` seconds
     (docs/method.md section 5.7); then its Parquet is written. Every ``checkpoint_every``
@@ -144,7 +146,7 @@ def train_cell(
     from goldilocks import tables, training_cell
 
     configure_torch(threads)
-    settings = {**settings, "tf32": bool(tf32)}
+    settings = {**settings, "tf32": bool(tf32), "log_convergence": bool(log_convergence)}
     with contextlib.ExitStack() as stack:
         logger = stack.enter_context(job_log(log))
         dev = resolve_device(settings["device"])  # a missing GPU: its one line in the log

@@ -59,9 +59,14 @@ def history_row(
     )
 
 
-def is_logged(epoch: int, log_every: int, epochs: int) -> bool:
-    """Whether epoch ``epoch`` gets a history row: every ``log_every`` and the last."""
-    return epoch % log_every == 0 or epoch == epochs
+def is_logged(epoch: int, log_every: int, epochs: int, dense: bool = False) -> bool:
+    """Whether epoch ``epoch`` gets a history row: every ``log_every`` and the last; with
+    ``dense`` (``training.log_convergence``, docs/method.md section 5.8) also every epoch
+    1..min(10, epochs) and every epoch of the last 10% (``epoch >= epochs -
+    ceil(0.1 epochs)``), the epochs convergence is judged on."""
+    if epoch % log_every == 0 or epoch == epochs:
+        return True
+    return dense and (1 <= epoch <= 10 or epoch >= epochs - math.ceil(0.1 * epochs))
 
 
 def is_probed(epoch: int, probe_every: int, epochs: int) -> bool:
@@ -90,11 +95,13 @@ def train(
     on_epoch: Callable[[TrainState], None] | None = None,
     probe: Callable[[Params], dict] | None = None,
     probe_every: int = 0,
+    dense: bool = False,
 ) -> TrainState:
     """Run full-batch GD of one cell from ``state`` up to ``epochs`` updates: a batch of
     one (:func:`train_batched`, engine ``loop``).
 
-    Logs train and test loss and accuracy every ``log_every`` epochs and at the last.
+    Logs train and test loss and accuracy every ``log_every`` epochs and at the last
+    (with ``dense``, also the epochs of :func:`is_logged`'s dense schedule).
     Each row: ``epoch, train_loss, train_acc, test_loss, test_acc, diverged,
     diverged_epoch``. ``on_epoch(state)`` is called after every update (checkpointing).
     ``probe(params)`` (curvature along training) is called at logged epochs that are
@@ -117,6 +124,7 @@ def train(
         probes=[probe],
         probe_every=probe_every,
         method="loop",
+        dense=dense,
     )
     return state
 
@@ -135,6 +143,7 @@ def train_batched(
     probes: Sequence[Callable[[Params], dict] | None] | None = None,
     probe_every: int = 0,
     method: str = "auto",
+    dense: bool = False,
 ) -> list[TrainState]:
     """Full-batch GD of K cells at once, each from its own ``states[i]`` to ``epochs``.
 
@@ -155,6 +164,7 @@ def train_batched(
             are multiples of ``probe_every`` and at the last, its dict merged into the row.
         method: ``vmap``, ``loop`` or ``auto``
             (:func:`goldilocks.engines.batch_method`).
+        dense: also log :func:`is_logged`'s dense epochs (``training.log_convergence``).
 
     Returns:
         ``states``, updated in place: final parameters (own tensors), epoch and rows.
@@ -167,7 +177,9 @@ def train_batched(
         return list(states)
     method = batch_method(method, train_data[0].device)
     engine = make_engine(method, model, [s.params for s in states], temperatures, lrs)
-    run = _EpochLoop(engine, list(states), epochs, log_every, chunk_size, probes, probe_every)
+    run = _EpochLoop(
+        engine, list(states), epochs, log_every, chunk_size, probes, probe_every, dense
+    )
     active = list(range(k))  # cell index of every slot of the engine
     while active:
         active = run.epoch(active, train_data, test_data, on_epoch)
@@ -185,6 +197,7 @@ class _EpochLoop:
     chunk_size: int | None
     probes: Sequence[Callable[[Params], dict] | None] | None
     probe_every: int
+    dense: bool = False
 
     def epoch(self, active: list[int], train_data, test_data, on_epoch) -> list[int]:
         """One epoch of the ``active`` cells (``active[slot]`` = cell index): loss and
@@ -197,7 +210,7 @@ class _EpochLoop:
             if not math.isfinite(evs[slot].loss):
                 mark_diverged(states[i], states[i].epoch, evs[slot].loss)
                 leaving.add(slot)
-            elif is_logged(states[i].epoch, self.log_every, self.epochs):
+            elif is_logged(states[i].epoch, self.log_every, self.epochs, self.dense):
                 logged.append(slot)
         self._log(active, logged, evs, test_data)
         for slot, i in enumerate(active):

@@ -39,7 +39,7 @@ def batcher(max_cells: int, wait_s: float) -> Batcher:
 def batch_key(cell: TrainCell, device: torch.device, settings: Mapping, own_data: bool) -> tuple:
     """What the cells trained together share (docs/method.md section 5.7): architecture,
     dataset, variant, device, the settings of the resume key (dtype, epochs, log_every,
-    both subset sizes, chunk size, curvature_every, tf32; :data:`RESUME_SETTINGS
+    both subset sizes, chunk size, curvature_every, tf32, log_convergence; :data:`RESUME_SETTINGS
     <goldilocks.checkpoint.RESUME_SETTINGS>`), and the seed whenever a training or test
     subset is set (the subsets are drawn from the seed) or ``own_data`` (a registered
     model's buffers, saved per seed). Everything else (alpha, T, rate, the
@@ -130,7 +130,8 @@ def _prepare_training(init, c, device, data, checkpoint, every, settings, clock,
     save = ckpt.saver(checkpoint, key, every, settings["epochs"], clock, logger)
     cell.on_epoch = _on_epoch(cell, save, logger)
     schedule = (settings[k] for k in ("epochs", "log_every", "chunk_size", "curvature_every"))
-    shared = Shared(problem.model, *data, *schedule, method=TRAIN_METHOD)
+    dense = settings["log_convergence"]
+    shared = Shared(problem.model, *data, *schedule, method=TRAIN_METHOD, dense=dense)
     return batch_key(c, device, settings, own_data=bool(state.buffers)), cell, shared
 
 

@@ -48,8 +48,11 @@ rule tables:
         training="results/training.parquet" if TRAINING else [],
         kl="results/kl_layernorm.parquet" if KL_PAIRS else [],
         small_alpha="results/small_alpha.parquet" if SMALL_ALPHA_PAIRS else [],
+        convergence="results/convergence.parquet" if TRAINING else [],
     log:
         "logs/aggregate/tables.log",
+    params:
+        convergence=config["convergence"],
     conda:
         "../../envs/goldilocks.yaml"
     script:

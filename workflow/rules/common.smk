@@ -56,6 +56,9 @@ SMALL_ALPHA_PAIRS = PLAN.small_alpha_pairs
 # training.tf32 is a train param only when true: a param that appears changes the params
 # of every finished cell (a rerun trigger), and without it every cell was strict FP32.
 TRAIN_PRECISION = {"tf32": True} if config["training"]["tf32"] else {}
+# training.log_convergence likewise (docs/method.md section 5.8): its dense epochs add rows,
+# a result; off, every finished cell keeps its recorded params.
+TRAIN_CONVERGENCE = {"log_convergence": True} if config["training"]["log_convergence"] else {}
 
 
 def _cores():
@@ -239,11 +242,12 @@ def train_execution(wildcards):
 
 
 def claims_inputs(wildcards):
-    """The tables the claims are evaluated on, by name (training, kl and small_alpha when
-    the config produces them)."""
+    """The tables the claims are evaluated on, by name (training and convergence, kl and
+    small_alpha when the config produces them)."""
     tables = {"curvature": rules.tables.output.curvature, "zone": rules.tables.output.zone}
     if TRAINING:
         tables["training"] = rules.tables.output.training
+        tables["convergence"] = rules.tables.output.convergence
     if KL_PAIRS:
         tables["kl"] = rules.tables.output.kl
     if SMALL_ALPHA_PAIRS:

@@ -5,8 +5,8 @@
 # the job directly (train_execution in common.smk), not through params: params are a
 # rerun trigger, and where a cell saves its checkpoints must not rerun finished cells.
 # batch_cells and batch_wait (how many cells train together, docs/method.md section 5.7)
-# go the same way: they change no result. tf32 is a param only when true
-# (TRAIN_PRECISION in common.smk).
+# go the same way: they change no result. tf32 and log_convergence are params only when
+# true (TRAIN_PRECISION and TRAIN_CONVERGENCE in common.smk).
 #
 # curvature.hvp_method and jvp_method change a training cell only with curvature along
 # training (curvature_every > 0). Without it they are the constant "auto": Snakemake
@@ -42,6 +42,7 @@ rule train:
         curvature_every=config["training"]["curvature_every"],
         **TRAIN_CURVATURE,
         **TRAIN_PRECISION,
+        **TRAIN_CONVERGENCE,
     run:
         job("train_cell")(
             init=input.init,

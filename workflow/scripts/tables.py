@@ -1,8 +1,11 @@
-"""The tables under results/ from the per-pair tables (docs/method.md section 9)."""
+"""The tables under results/ from the per-pair tables (docs/method.md section 9); the
+convergence table is derived from the training table here, so cached training cells stay
+valid (section 5.8)."""
 
 import sys
 
 from goldilocks.aggregate import concat_tables
+from goldilocks.convergence import convergence_table
 from goldilocks.io import one_line_errors, write_parquet_atomic
 
 sm = snakemake  # noqa: F821
@@ -10,4 +13,8 @@ sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
 with one_line_errors():  # a stale or unreadable input: its one line, no traceback
     for name in ("curvature", "layers", "zone", "training", "kl", "small_alpha"):
         if sm.output.get(name):
-            write_parquet_atomic(concat_tables(sm.input[name]), sm.output[name])
+            table = concat_tables(sm.input[name])
+            write_parquet_atomic(table, sm.output[name])
+            if name == "training" and sm.output.get("convergence"):
+                frame = convergence_table(table, **sm.params.convergence)
+                write_parquet_atomic(frame, sm.output.convergence)
