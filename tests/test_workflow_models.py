@@ -21,6 +21,8 @@ from test_workflow import (
     write_config,
 )
 
+from goldilocks.grid import log_grid
+
 pytestmark = pytest.mark.slow
 
 MODULE = '''
@@ -185,8 +187,16 @@ def test_the_readme_example_runs(tmp_path):
     config.update(lines)
     write_config(tmp_path, config)
     dry = snakemake(tmp_path, "-n")
-    # 3 variants x 3 scalings (joint_residual needs a skip) x the grid's scales x seeds
-    n_cells = 3 * 3 * config["curvature"]["scales"]["alpha"]["num"] * len(config["seeds"])
+    # 3 variants x 3 scalings (joint_residual needs a skip) x the grid's scales x seeds:
+    # alpha and joint on the alpha grid (alpha_linear for k = 1), T on the T grid, at the
+    # declared depth
+    scales = config["curvature"]["scales"]
+    per_seed = 0
+    for numbers in lines["models"]["mymlp"]["variants"].values():
+        alpha = scales["alpha_linear" if numbers["output_exponent"] == 1 else "alpha"]
+        per_seed += 2 * len(log_grid(alpha, numbers["depth"]))
+        per_seed += len(log_grid(scales["temperature"], numbers["depth"]))
+    n_cells = per_seed * len(config["seeds"])
     assert re.search(rf"^curvature +{n_cells}$", dry.stdout, re.M), dry.stdout[-1500:]
     config = copy.deepcopy(TINY)
     config.update(lines)

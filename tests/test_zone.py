@@ -13,6 +13,7 @@ from goldilocks.zone import (
     equal_density,
     goldilocks_zone,
     inside,
+    with_trained,
     zone_bounds,
     zone_row,
 )
@@ -200,3 +201,28 @@ def test_equal_density_keeps_the_evenly_spaced_stretch():
     two = np.array([-6, -5.9, -5.8, 0, 0.1, 0.2, 0.3])
     keep = equal_density(10.0**two, (two >= 0.05) & (two <= 0.25))
     assert two[keep].tolist() == [0, 0.1, 0.2, 0.3]
+
+
+def test_with_trained_counts_the_trained_scales_inside_each_zone():
+    keys = {"architecture": "lenet300100", "dataset": "fmnist", "variant": "bias"}
+    zone = pd.DataFrame(
+        [
+            {**keys, "scaling": "temperature", **_row(), "upper": 1.0},
+            {**keys, "scaling": "alpha", **_row(lower=math.nan, upper=math.nan)},
+            {**keys, "scaling": "joint", **_row()},
+        ]
+    )
+    exps = [-2.25, -1.5, -0.5, 0, 0.5, 1.5]  # 10^-0.5 = 0.32 .. 10^0.5 = 3.2 inside [0.3, 4]
+    training = pd.DataFrame(
+        [
+            {**keys, "scaling": s, "scale": 10.0**e, "epoch": epoch}
+            for s in ("temperature", "alpha")
+            for e in exps
+            for epoch in (0, 10)
+        ]
+    )
+    out = with_trained(zone, training)
+    assert out["trained_scales"].tolist() == [6, 6, pd.NA]  # joint: not trained
+    assert out["trained_inside"].tolist() == [3, pd.NA, pd.NA]  # alpha: no zone
+    assert with_trained(zone, None)["trained_inside"].isna().all()
+    assert list(out.columns[: len(zone.columns)]) == list(zone.columns)

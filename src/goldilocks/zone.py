@@ -247,3 +247,28 @@ def equal_density(scales, zone_mask) -> np.ndarray:
     keep = np.zeros(n, bool)
     keep[order[first : last + 1]] = True
     return keep
+
+
+def with_trained(zone: pd.DataFrame, training: pd.DataFrame | None) -> pd.DataFrame:
+    """``zone`` with ``trained_scales`` and ``trained_inside``: per row, how many distinct
+    scales the training table trained for that architecture, dataset, variant and scaling,
+    and how many of them lie inside the zone's interpolated edges (:func:`contains`, the
+    claims' test); both missing (``<NA>``) for a curve that is not trained, and
+    ``trained_inside`` missing too where there is no zone. How well a training grid
+    resolves each zone (docs/method.md section 2.4), readable without rerunning a cell."""
+    out = zone.copy()
+    total = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    inside_ = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    if training is not None and not training.empty:
+        trained = training.groupby(KEYS)["scale"].unique()
+        for i, row in out.iterrows():
+            key = tuple(row[k] for k in KEYS)
+            if key not in trained.index:
+                continue
+            scales = trained.loc[key]
+            total[i] = len(scales)
+            mask = contains(row, scales)
+            if mask is not None:
+                inside_[i] = int(mask.sum())
+    out["trained_scales"], out["trained_inside"] = total, inside_
+    return out
