@@ -110,6 +110,10 @@ def test_dense_logging_adds_rows_and_changes_no_row():
     epochs = [r["epoch"] for r in dense.rows]
     assert epochs == [*range(0, 11), 16, 24, 27, 28, 29, 30]
     assert [r for r in dense.rows if r["epoch"] in (0, 8, 16, 24, 30)] == sparse.rows
+    # the epochs only dense logging adds: train metrics, no test pass (NaN test metrics)
+    added = [r for r in dense.rows if r["epoch"] not in (0, 8, 16, 24, 30)]
+    assert all(math.isfinite(r["train_loss"]) for r in added)
+    assert all(math.isnan(r["test_loss"]) and math.isnan(r["test_acc"]) for r in added)
 
 
 def test_on_epoch_after_every_update():

@@ -232,11 +232,21 @@ class _EpochLoop:
         return active
 
     def _log(self, active: list[int], logged: list[int], evs, test_data) -> None:
-        """The rows of the ``logged`` slots: train metrics, test metrics, probes."""
-        tests = self.engine.evaluate(logged, *test_data, self.chunk_size)
-        for slot, test in zip(logged, tests, strict=True):
+        """The rows of the ``logged`` slots: train metrics (from the step's own forward
+        pass), test metrics, probes. The epochs only dense logging adds (``dense``,
+        :func:`is_logged`) get no test evaluation: convergence and the early instability
+        are read on the train loss, and a test pass there would cost 12% more per cell
+        (docs/method.md section 5.2); their test metrics are NaN."""
+        tested = [
+            slot
+            for slot in logged
+            if is_logged(self.states[active[slot]].epoch, self.log_every, self.epochs)
+        ]
+        evaluated = self.engine.evaluate(tested, *test_data, self.chunk_size) if tested else []
+        tests = dict(zip(tested, evaluated, strict=True))
+        for slot in logged:
             state = self.states[active[slot]]
-            row = history_row(state.epoch, evs[slot], test, None)
+            row = history_row(state.epoch, evs[slot], tests.get(slot), None)
             probe = self.probes[active[slot]] if self.probes is not None else None
             if probe is not None and is_probed(state.epoch, self.probe_every, self.epochs):
                 row.update(probe(self.engine.cell_params(slot)))
