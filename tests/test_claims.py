@@ -840,7 +840,12 @@ def test_a_verdict_that_needs_every_scale_is_not_resolution_robust():
 
 
 def test_claims_html_and_figure(tmp_path):
-    from goldilocks.claims_report import claims_figure, claims_html, summary_line
+    from goldilocks.claims_report import (
+        claims_figure,
+        claims_html,
+        claims_markdown,
+        summary_line,
+    )
 
     result = claims.evaluate_claims(**drop(world(), "training", seed=3))
     page = claims_html(result)
@@ -848,6 +853,12 @@ def test_claims_html_and_figure(tmp_path):
     for column in ("n_seeds", "value_per_seed", "inconclusive_reason", "resolution_robust"):
         assert column in page
     assert "testable rows decided" in summary_line(result) and "inconclusive" in page
+    markdown = claims_markdown(result)
+    testable = result[result["verdict"] != claims.NOT_TESTABLE]
+    table_rows = [ln for ln in markdown.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(table_rows) == len(testable) + 1  # a header and one row per testable row
+    assert markdown.count("**supported**") == (result["verdict"] == S).sum()
+    assert summary_line(result) in markdown
     figure = claims_figure(result)
     assert len([ax for ax in figure.axes if ax.get_visible()]) == len(claims.SPECS)
     figure.savefig(tmp_path / "claims.png", dpi=50)

@@ -148,3 +148,33 @@ def test_small_alpha_table_only_with_joint_residual():
     assert part == {("residual", "joint_residual"), ("homogeneous", "joint")}
     without = _plan("curvature: {scalings: [alpha, temperature, joint]}")
     assert without.small_alpha_tables() == [] and without.small_alpha_pairs == []
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/study.yaml", "configs/paper.yaml"])
+def test_training_grids_plan_the_zone_resolving_scales(name):
+    """Every trained variant and scaling plans 7 evenly spaced scales around 1 (T every
+    0.75 decade in [10^-2.25, 10^2.25], alpha every 0.25 in [10^-0.75, 10^0.75]; the
+    LayerNorm variants' alpha like T) from the config, so a dry run shows them, and the
+    inside/outside claims' one-density stretch holds them at that one step (the
+    paper's base grid meets it at +-3 for L = 4, which joins the run)."""
+    import math
+
+    import numpy as np
+
+    from goldilocks.zone import equal_density
+
+    config = load_merged(name, ROOT)
+    p = Plan(config)
+    scales: dict = {}
+    for c in p.train_cells:
+        scales.setdefault((c.variant, c.scaling), set()).add(c.scale_value)
+    assert {v for v, _ in scales} == set(config["variants"]) and len(scales) == 10
+    for (variant, scaling), values in scales.items():
+        step = 0.25 if scaling == "alpha" and variant not in ("layernorm", "combined") else 0.75
+        around = [round(step * i, 6) for i in range(-3, 4)]
+        exps = np.array(sorted(round(math.log10(s), 6) for s in values))
+        assert set(around) <= set(exps), (variant, scaling, exps)
+        near_one = np.abs(exps) <= 3 * step + 1e-9
+        kept = exps[equal_density(10.0**exps, near_one & (np.abs(exps) <= step + 1e-9))]
+        assert set(around) <= set(kept.tolist()), (variant, scaling, kept)
+        assert np.allclose(np.diff(kept), step), (variant, scaling, kept)  # one density

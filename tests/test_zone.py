@@ -226,3 +226,12 @@ def test_with_trained_counts_the_trained_scales_inside_each_zone():
     assert out["trained_inside"].tolist() == [3, pd.NA, pd.NA]  # alpha: no zone
     assert with_trained(zone, None)["trained_inside"].isna().all()
     assert list(out.columns[: len(zone.columns)]) == list(zone.columns)
+
+
+def test_equal_density_copes_with_a_base_grid_off_the_refinement():
+    """A base step that does not meet the refinement's leaves short odd gaps around it;
+    a run needs 3 scales, so the refined stretch still wins."""
+    exps = np.array([-12, -10, -8, -6, -4, -2.25, -2, -1.5, -0.75, 0, 0.75, 1.5, 2, 2.25, 4, 6])
+    keep = equal_density(10.0**exps, (exps >= -2) & (exps <= 1))
+    assert exps[keep].tolist() == [-1.5, -0.75, 0, 0.75, 1.5]
+    assert equal_density(10.0 ** np.array([0.0, 1.0]), [True, False]).all()  # no run of 3

@@ -107,6 +107,32 @@ def claims_html(claims: pd.DataFrame) -> str:
     )
 
 
+def claims_markdown(claims: pd.DataFrame) -> str:
+    """The testable rows as a Markdown table (a gallery or a paper's appendix): claim,
+    place, the seeds' median and range, seeds passing, threshold, verdict (bold when
+    decided) and why a row is inconclusive; the not-testable rows are counted below it."""
+    head = (
+        "| claim | variant | scaling | median (min .. max over seeds) | passing | threshold "
+        "| verdict | why inconclusive |\n|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    testable = claims[claims["verdict"] != NOT_TESTABLE]
+    for r in testable.itertuples():
+        decided = r.verdict in (SUPPORTED, NOT_SUPPORTED)
+        verdict = f"**{r.verdict.replace('_', ' ')}**" if decided else r.verdict
+        span = f"{_number(r.value)} ({_number(r.ci_low)} .. {_number(r.ci_high)})"
+        reason = str(r.inconclusive_reason or "").replace("|", "/")
+        lines.append(
+            f"| {r.claim} | {r.variant} | {r.scaling} | {span} | {r.seeds_passing} of "
+            f"{r.n_seeds} | {_number(r.threshold)} | {verdict} | {reason} |"
+        )
+    lines.append(
+        f"\n{len(claims) - len(testable)} rows not testable on this run (a variant, "
+        f"scaling or table it lacks); {summary_line(claims)}."
+    )
+    return "\n".join(lines)
+
+
 def claims_figure(claims: pd.DataFrame):
     """One panel per claim: every testable row's per-seed values (dots), their range
     (line) and the value where its comparator flips (black tick: the threshold, or minus

@@ -214,10 +214,11 @@ def equal_density(scales, zone_mask) -> np.ndarray:
     A training grid refined around T = 1 (``refine`` in a scale grid, docs/method.md
     section 2.4) samples the zone more densely than the far scales; a maximum or mean
     over more points inside would favour the zone for the sampling alone. The comparison
-    therefore keeps the longest run of consecutive scales (ascending in log10) spaced by
-    the grid's finest step, among the runs holding scales both inside and outside the
-    zone (``zone_mask``), else the longest run holding zone scales. A uniform grid is one
-    run: every scale is kept.
+    therefore keeps one *run*: consecutive scales (ascending in log10) with equal steps,
+    at least 3 of them. Among the runs holding scales both inside and outside the zone
+    (``zone_mask``) it takes the finest step, then the longest run; failing that, the
+    finest run holding zone scales; a grid with no run of 3 is kept whole. A uniform
+    grid is one run: every scale is kept.
 
     Returns:
         A boolean mask over ``scales`` (their order).
@@ -225,23 +226,21 @@ def equal_density(scales, zone_mask) -> np.ndarray:
     logs = np.log10(np.asarray(list(scales), float))
     mask = np.asarray(zone_mask, bool)
     n = len(logs)
-    if n < 3:
-        return np.ones(n, bool)
     order = np.argsort(logs)
     gaps = np.diff(logs[order])
-    step = gaps.min()
-    fine = np.abs(gaps - step) <= STEP_TOL * max(1.0, step)
-    runs, start = [], 0
-    for i, ok in enumerate(fine):
-        if not ok:
-            runs.append((start, i))
-            start = i + 1
-    runs.append((start, n - 1))
-    runs = [r for r in runs if r[1] > r[0]] or [(0, n - 1)]
+    runs, start = [], 0  # (first, last) positions in ``order`` of maximal equal-step runs
+    for i in range(1, len(gaps) + 1):
+        if i == len(gaps) or abs(gaps[i] - gaps[start]) > STEP_TOL * max(1.0, gaps[start]):
+            if i - start >= 2:
+                runs.append((start, i))
+            start = i
+    if not runs:
+        return np.ones(n, bool)
 
     def rank(run):
         members = mask[order[run[0] : run[1] + 1]]
-        return (bool(members.any() and not members.all()), bool(members.any()), len(members))
+        both = bool(members.any() and not members.all())
+        return (both, bool(members.any()), -gaps[run[0]], run[1] - run[0])
 
     first, last = max(runs, key=rank)
     keep = np.zeros(n, bool)
