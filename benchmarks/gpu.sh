@@ -45,7 +45,7 @@ if [ "$DEVICE" = cpu ]; then  # a rehearsal: every step, toy sizes (the CPU engi
   trap 'rm -f "$REHEARSAL"' EXIT
   cat > "$REHEARSAL" <<'YAML'
 training: {epochs: 2, log_every: 1, train_subset: 256, test_subset: 256, batch_cells: 4, batch_wait: 1,
-  lr_base: [0.1], scales: {temperature: {log10_min: 0, log10_max: 0, num: 1}}}
+  lr_base: [0.1], scales: {temperature: {log10_min: 0, log10_max: 0, num: 1, refine: null}}}
 YAML
   GRID_CONFIGS="$GRID_CONFIGS $REHEARSAL"
 else

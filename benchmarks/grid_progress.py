@@ -35,7 +35,7 @@ def main() -> None:
     )
     parser.add_argument("--workdir", default=".", help="the run's folder (holds results/)")
     parser.add_argument("--since", type=float, default=0.0, help="Unix time; count newer files")
-    parser.add_argument("--grid-cells", type=int, default=1170, help="for the projection "
+    parser.add_argument("--grid-cells", type=int, default=1332, help="for the projection "
                         "(default: configs/paper.yaml's training cells)")  # fmt: skip
     parser.add_argument("--grid-epochs", type=int, default=1000, help="epochs per grid cell")
     args = parser.parse_args()

@@ -66,7 +66,7 @@ def test_gpu_script_rehearsed_on_the_cpu(tmp_path):
     assert all(float(r.split()[-1]) < 1e-4 for r in rows), rows
     costs = (out / "paper_cost.txt").read_text()
     paper = costs.split("configs/extended.yaml")[0]
-    assert "1170 training" in paper and "INCOMPLETE" not in paper, costs
+    assert "1332 training" in paper and "INCOMPLETE" not in paper, costs
     assert "INCOMPLETE: training of lenet5/cifar10" in costs, costs  # not benchmarked
     # 3: TF32 does nothing on the CPU: every difference is exactly zero
     tf32 = (out / "tf32.txt").read_text()
