@@ -48,7 +48,8 @@ COLUMNS = (
 
 
 def window_start(epochs: int) -> int:
-    """First epoch of the convergence window: the last 10% of ``epochs``."""
+    """First epoch of the convergence window: the last 10% of ``epochs`` (also what
+    :func:`goldilocks.training.is_logged` logs densely)."""
     return int(epochs) - math.ceil(0.1 * int(epochs))
 
 
@@ -94,7 +95,9 @@ def cell_convergence(
 
 
 def convergence_table(
-    training: pd.DataFrame, progress_frac: float = 0.5, settle_tol: float = 0.05
+    training: pd.DataFrame,
+    progress_frac: float = DEFAULTS["progress_frac"],
+    settle_tol: float = DEFAULTS["settle_tol"],
 ) -> pd.DataFrame:
     """One row per training cell of ``training`` (``results/training.parquet``): its
     keys and the convergence columns (:data:`COLUMNS`), sorted by the keys.

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from goldilocks.convergence import window_start
 from goldilocks.engines import Engine, Evaluation, Params, batch_method, make_engine
 
 
@@ -62,11 +63,11 @@ def history_row(
 def is_logged(epoch: int, log_every: int, epochs: int, dense: bool = False) -> bool:
     """Whether epoch ``epoch`` gets a history row: every ``log_every`` and the last; with
     ``dense`` (``training.log_convergence``, docs/method.md section 5.8) also every epoch
-    1..min(10, epochs) and every epoch of the last 10% (``epoch >= epochs -
-    ceil(0.1 epochs)``), the epochs convergence is judged on."""
+    1..min(10, epochs) and every epoch of the last 10%
+    (:func:`goldilocks.convergence.window_start`), the epochs convergence is judged on."""
     if epoch % log_every == 0 or epoch == epochs:
         return True
-    return dense and (1 <= epoch <= 10 or epoch >= epochs - math.ceil(0.1 * epochs))
+    return dense and (1 <= epoch <= 10 or epoch >= window_start(epochs))
 
 
 def is_probed(epoch: int, probe_every: int, epochs: int) -> bool:

@@ -161,9 +161,13 @@ def bounds(row: pd.Series | None) -> tuple[float, float] | None:
 
 
 def inside(lower: float, upper: float, scales) -> np.ndarray:
-    """Per scale: within ``[lower, upper]`` up to :data:`LOG_TOL` in log10 (NaN: False)."""
-    lo, hi = math.log10(lower) - LOG_TOL, math.log10(upper) + LOG_TOL
-    return np.array([bool(np.isfinite(s) and lo <= math.log10(s) <= hi) for s in scales], bool)
+    """Per scale: within ``[lower, upper]`` up to :data:`LOG_TOL` in log10 (NaN or not
+    positive: False); ``lower`` 0 or ``upper`` ``inf`` leaves that side unbounded."""
+    lo = -math.inf if lower == 0 else math.log10(lower) - LOG_TOL
+    hi = math.inf if math.isinf(upper) else math.log10(upper) + LOG_TOL
+    return np.array(
+        [bool(np.isfinite(s) and s > 0 and lo <= math.log10(s) <= hi) for s in scales], bool
+    )
 
 
 def edges(row: pd.Series | None, open_unbounded: bool = False) -> tuple[float, float] | None:
@@ -193,14 +197,7 @@ def contains(row: pd.Series | None, scales) -> np.ndarray | None:
     grid points is judged by where the curve crosses the threshold, not by its nearest
     grid point."""
     span = edges(row, open_unbounded=True)
-    if span is None:
-        return None
-    lower, upper = span
-    lo = -math.inf if lower == 0 else math.log10(lower) - LOG_TOL
-    hi = math.inf if math.isinf(upper) else math.log10(upper) + LOG_TOL
-    return np.array(
-        [bool(np.isfinite(s) and s > 0 and lo <= math.log10(s) <= hi) for s in scales], bool
-    )
+    return None if span is None else inside(*span, scales)
 
 
 #: Two log10 gaps are the same grid step within this (scales are canonical to six digits).
