@@ -15,11 +15,15 @@ from goldilocks import claims_calibration, claims_spec
 from goldilocks.claims_spec import SPECS, resolve_thresholds
 
 REPLICATES, SEEDS = 200, 6
-_START = time.perf_counter()
+#: When the first calibration test started (not when the module was collected: tests of
+#: other modules that run before it must not count against its time).
+_START: list[float] = []
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_claim_is_calibrated(spec):
+    if not _START:
+        _START.append(time.perf_counter())
     th = resolve_thresholds(None)
     c = claims_calibration.calibrate(spec, th, REPLICATES, SEEDS, rng_seed=0)
     print(
@@ -29,7 +33,7 @@ def test_claim_is_calibrated(spec):
     )
     assert c.null_supported <= 0.10
     assert c.effect_supported >= 0.90
-    assert time.perf_counter() - _START < 60  # every claim's calibration together
+    assert time.perf_counter() - _START[0] < 60  # every claim's calibration together
 
 
 def test_generators_hit_their_true_value_without_noise(monkeypatch):
